@@ -1,0 +1,115 @@
+"""MIDI <-> the 1/16-note tick grid.
+
+Reading works in the file's own beat grid (MIDI ticks / ticks-per-quarter), not in
+seconds, so tempo maps (Pop1K7 files have hundreds of tempo changes) and any
+resolution come out right: one tick = ``resolution / 4`` MIDI ticks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+from streammuse.datasets.song import DURATION, ONSET, PITCH, TICKS_PER_BEAT, Song, note_array
+from streammuse.errors import BadMidiError
+
+MELODY_VELOCITY = 90
+ACCOMPANIMENT_VELOCITY = 70
+
+
+@dataclass
+class Track:
+    """The pitched notes of one MIDI instrument on the tick grid."""
+
+    name: str
+    program: int
+    notes: np.ndarray  # (n, 3): onset_tick, duration_ticks, pitch
+
+
+@dataclass
+class GridMidi:
+    """A MIDI file read onto the tick grid: its pitched tracks and time signatures."""
+
+    path: str
+    tracks: list[Track]
+    time_signatures: list[tuple[int, int, int]]
+    n_drum_notes: int
+
+
+def load_pretty_midi(path: str | Path) -> pretty_midi.PrettyMIDI:
+    """Open a MIDI file, turning every parse failure into one :class:`BadMidiError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadMidiError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise BadMidiError(path, "empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pretty_midi warns about type-0 files and odd meta events
+            return pretty_midi.PrettyMIDI(str(path))
+    except Exception as exc:  # mido/pretty_midi raise OSError, EOFError, KeyError, ValueError, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadMidiError(path, f"not a readable MIDI file ({reason})") from None
+
+
+def read_grid_midi(path: str | Path) -> GridMidi:
+    """Read a MIDI file onto the tick grid: pitched tracks (drums dropped), time signatures."""
+    pm = load_pretty_midi(path)
+    per_tick = pm.resolution / TICKS_PER_BEAT
+    tracks, n_drums = [], 0
+    for inst in pm.instruments:
+        if inst.is_drum:
+            n_drums += len(inst.notes)
+            continue
+        if not inst.notes:
+            continue
+        starts = np.array([pm.time_to_tick(n.start) for n in inst.notes], dtype=np.float64)
+        ends = np.array([pm.time_to_tick(n.end) for n in inst.notes], dtype=np.float64)
+        onset = np.rint(starts / per_tick).astype(np.int32)
+        dur = np.maximum(np.rint(ends / per_tick).astype(np.int32) - onset, 1)
+        pitch = np.array([n.pitch for n in inst.notes], dtype=np.int32)
+        tracks.append(Track(inst.name.strip(), inst.program, note_array(np.stack([onset, dur, pitch], 1))))
+    ts = [
+        (int(round(pm.time_to_tick(t.time) / per_tick)), t.numerator, t.denominator)
+        for t in pm.time_signature_changes
+    ]
+    if not ts or ts[0][0] > 0:
+        ts.insert(0, (0, 4, 4))
+    return GridMidi(str(path), tracks, ts, n_drums)
+
+
+def song_to_midi(song: Song, bpm: float = 120.0, path: str | Path | None = None) -> pretty_midi.PrettyMIDI:
+    """Write a Song as a two-track MIDI (``melody``, ``accompaniment``) at a constant BPM.
+
+    The tick grid is kept exactly: one tick is ``resolution / 4`` MIDI ticks.
+    """
+    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=bpm)
+    seconds_per_tick = 60.0 / (bpm * TICKS_PER_BEAT)
+    for name, part, vel in (
+        ("melody", song.melody, MELODY_VELOCITY),
+        ("accompaniment", song.accompaniment, ACCOMPANIMENT_VELOCITY),
+    ):
+        inst = pretty_midi.Instrument(program=0, name=name)
+        for onset, dur, pitch in part.tolist():
+            inst.notes.append(
+                pretty_midi.Note(vel, int(pitch), onset * seconds_per_tick, (onset + dur) * seconds_per_tick)
+            )
+        pm.instruments.append(inst)
+    for tick, num, den in song.time_signatures:
+        pm.time_signature_changes.append(pretty_midi.TimeSignature(num, den, tick * seconds_per_tick))
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pm.write(str(path))
+    return pm
+
+
+def part_end(part: np.ndarray) -> int:
+    """Tick after the last note of a part (0 when empty)."""
+    return int((part[:, ONSET] + part[:, DURATION]).max()) if len(part) else 0
+
+
+__all__ = ["GridMidi", "Track", "read_grid_midi", "song_to_midi", "load_pretty_midi", "part_end", "PITCH"]
