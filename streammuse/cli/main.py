@@ -9,30 +9,25 @@ from __future__ import annotations
 
 import importlib
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from streammuse.errors import StreamMuseError
 
 
-class UserError(click.ClickException):
-    """A user-caused problem, printed as one line, exit code 2."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:  # noqa: D102 - one clear line, no "Usage:" block
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
-
-
 class _Group(TyperGroup):
-    """Turns StreamMuseError into UserError at the command boundary."""
+    """Turns StreamMuseError into one line "error: ..." on stderr and exit code 2.
 
-    def invoke(self, ctx: click.Context):
+    Typer >= 0.29 vendors its own click and renders its exceptions as a rich box, so the
+    line is printed here and the exit goes through `typer.Exit`, which every mode honours.
+    """
+
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except StreamMuseError as exc:
-            raise UserError(str(exc)) from None
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
 
 
 app = typer.Typer(
@@ -44,9 +39,19 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    # A callback keeps `streammuse <command>` a group even while only one command is
+    # registered (Typer would otherwise run that command as the root).
+    pass
+
+
 # Modules that add commands to `app` through a `register(app)` function. A module is
 # listed here only once its commands work.
 COMMAND_MODULES: list[str] = [
+    "streammuse.cli.plan",
 ]
 
 for _name in COMMAND_MODULES:
