@@ -35,6 +35,8 @@ def test_f95_from_shipped_profile_by_hand():
     f95 = f95_from_profile(FIXED)
     assert (f95.a, f95.b) == (0.5, 5.0)
     assert f95.c == pytest.approx(10.0 + 10.0 * (20**0.5 - 1) + 100.0 + 1.6448536 * 2.0)
+    jittery = f95_from_profile(dict(FIXED, server_jitter_ms=1.0))
+    assert jittery.c - f95.c == pytest.approx(1.6448536)  # 95th pct of the N(0, 1) jitter
 
 
 def test_measured_fit_wins_over_models():
@@ -102,7 +104,7 @@ def test_plan_bad_flags(profile, args, message):
 
 def test_plan_bad_profiles(tmp_path):
     missing = CliRunner().invoke(app, ["plan", "--profile", str(tmp_path / "nope.json")])
-    assert missing.exit_code == 2 and "no such profile" in missing.stderr
+    assert missing.exit_code == 2 and "cannot read profile" in missing.stderr
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"name": "empty", "network": None}))
     result = CliRunner().invoke(app, ["plan", "--profile", str(empty)])

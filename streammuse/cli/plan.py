@@ -75,7 +75,7 @@ def plan_report(profile: dict, f95: QuadraticFit, plans: list[Plan]) -> dict:
 
 
 def plan(
-    profile: Annotated[Path, typer.Option(help="Latency profile JSON (measured or shipped).")],
+    profile: Annotated[str, typer.Option(help="Shipped profile name (local, local-server, remote) or a profile JSON.")],
     bpm: Annotated[str, typer.Option(help="Comma-separated BPMs.")] = "60,90,120,150",
     max_gl: Annotated[int, typer.Option(help="Largest GL in the search space.")] = 16,
     max_i: Annotated[int, typer.Option(help="Largest I in the search space.")] = 16,
@@ -88,7 +88,7 @@ def plan(
     plans = [plan_bpm(f95, b, max_i=max_i, max_gl=max_gl) for b in parse_bpms(bpm)]
     console = Console(highlight=False, soft_wrap=True)
     console.print(
-        f"profile {data.get('name', profile.stem)}: f95(GL) = {f95.a:.4g} GL^2 + {f95.b:.4g} GL + {f95.c:.4g} ms"
+        f"profile {data['name']}: f95(GL) = {f95.a:.4g} GL^2 + {f95.b:.4g} GL + {f95.c:.4g} ms"
     )
     for p in plans:
         console.print(plan_table(p))
@@ -101,7 +101,7 @@ def plan(
     if plot is not None:
         from streammuse.planner.plots import plot_solution_space
 
-        plot_solution_space(plans, plot, title=f"solution space: {data.get('name', profile.stem)}")
+        plot_solution_space(plans, plot, title=f"solution space: {data['name']}")
         console.print(f"wrote {plot}")
     if json_out is not None:
         json_out.write_text(json.dumps(plan_report(data, f95, plans), indent=1) + "\n")

@@ -5,31 +5,24 @@ is used as is. A shipped profile has only the models the sim clock draws from, s
 built from them by adding the 95th percentiles of the parts (paper eq. 2 folds them into
 one constant c; the sum of quantiles bounds the quantile of the sum from above):
 
-f95(GL) = a GL^2 + b GL + c + 1.645 sigma + Q95(NL) + server_jitter_ms
+f95(GL) = a GL^2 + b GL + c + 1.645 sigma + Q95(NL) + 1.645 server_jitter_ms
 Q95(NL) = nu + x_min (0.05^(-1/alpha) - 1)
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from streammuse.errors import StreamMuseError
 from streammuse.planner.rtt_model import Z_95, ParetoNetwork, QuadraticFit
 
 
-def load_profile(path: str | Path) -> dict:
-    """Read a latency-profile JSON; a missing or malformed file is a user error."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StreamMuseError(f"{path}: no such profile") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StreamMuseError(f"{path}: not a readable profile JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise StreamMuseError(f"{path}: a profile is a JSON object")
-    return data
+def load_profile(name_or_path: str | Path) -> dict:
+    """A shipped profile by name (``local``, ``local-server``, ``remote``) or a JSON file,
+    validated by the client's loader (the same rules ``replay --profile`` applies)."""
+    from streammuse.client.latency import load_profile as load_latency_profile
+
+    return load_latency_profile(name_or_path).to_dict()
 
 
 def network_model(profile: dict) -> ParetoNetwork | None:
@@ -61,5 +54,6 @@ def f95_from_profile(profile: dict) -> QuadraticFit:
     sigma = float(server.get("sigma_ms", 0.0))
     net = network_model(profile)
     network_95 = 0.0 if net is None else net.quantile_ms(0.95)
+    # server_jitter_ms is the std of the client-injected Gaussian server-time jitter.
     jitter = float(profile.get("server_jitter_ms", 0.0) or 0.0)
-    return base.shifted(Z_95 * sigma + network_95 + jitter)
+    return base.shifted(Z_95 * (sigma + jitter) + network_95)
