@@ -1,0 +1,126 @@
+"""Run folders (docs/design.md section 5): ``runs/<date>-<setting>-I<I>-GL<GL>/``.
+
+::
+
+    manifest.json            every setting of the run
+    songs/<name>.mid         the performance: true melody + accompaniment as played
+    requests.parquet         one row per request (all songs)
+    ticks.parquet            one row per song tick (all songs)
+    done/<name>              one marker per finished song (``--resume`` skips these)
+    parts/<name>.*.parquet   the same rows, per song, written when the song ends
+
+A song's files are written when it ends, its done marker last, so an interrupted run
+keeps every finished song. ``requests.parquet`` and ``ticks.parquet`` are rebuilt from
+``parts/`` after each song.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import subprocess
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+from streammuse.datasets.song import Song
+from streammuse.datasets.tick_grid import song_to_midi
+from streammuse.errors import StreamMuseError
+
+REQUEST_COLUMNS = ["song", "request_id", "send_tick", "request_tick", "gen_len", "send_ms", "recv_ms",
+                   "rtt_ms", "inference_ms", "queue_ms", "network_ms", "status"]
+TICK_COLUMNS = ["song", "tick", "available", "staleness", "request_id", "fresh"]
+
+
+def run_name(setting: str, interval: int, gen_len: int, date: dt.date | None = None) -> str:
+    """``<date>-<setting>-I<I>-GL<GL>``."""
+    date = date or dt.datetime.now(dt.timezone.utc).date()
+    return f"{date.isoformat()}-{setting}-I{interval}-GL{gen_len}"
+
+
+def new_run_dir(out: Path, setting: str, interval: int, gen_len: int) -> Path:
+    """A fresh run folder under ``out`` (``-2``, ``-3``... when today's name is taken)."""
+    base = run_name(setting, interval, gen_len)
+    path, k = out / base, 1
+    while path.exists():
+        k += 1
+        path = out / f"{base}-{k}"
+    return path
+
+
+def find_resumable(out: Path, setting: str, interval: int, gen_len: int) -> Path | None:
+    """The newest run folder under ``out`` for these settings that has a manifest."""
+    pattern = f"*-{setting}-I{interval}-GL{gen_len}*"
+    found = [p for p in out.glob(pattern) if (p / "manifest.json").is_file()]
+    return max(found, key=lambda p: (p / "manifest.json").stat().st_mtime) if found else None
+
+
+def git_rev() -> str:
+    """The checkout's git revision ('unknown' outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    """A short description of this machine for the manifest."""
+    import os
+
+    return {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count()}
+
+
+class RunWriter:
+    """Writes one run folder; thread-safe (songs may end at once)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def write_manifest(self, manifest: dict) -> None:
+        """Write ``manifest.json`` (creating the folder)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+
+    def read_manifest(self) -> dict:
+        """The run's manifest."""
+        try:
+            return json.loads((self.path / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StreamMuseError(f"{self.path}: no readable manifest.json ({exc})") from None
+
+    def done_songs(self) -> set[str]:
+        """Names of the songs already finished."""
+        done = self.path / "done"
+        return {p.name for p in done.iterdir()} if done.is_dir() else set()
+
+    def write_song(self, performance: Song, bpm: float, requests: list[dict], ticks: list[dict]) -> None:
+        """Write one finished song: MIDI, its rows, the merged tables, then its done marker."""
+        name = performance.name
+        with self._lock:
+            song_to_midi(performance, bpm=bpm, path=self.path / "songs" / f"{name}.mid")
+            parts = self.path / "parts"
+            parts.mkdir(parents=True, exist_ok=True)
+            _frame(requests, REQUEST_COLUMNS).to_parquet(parts / f"{name}.requests.parquet", index=False)
+            _frame(ticks, TICK_COLUMNS).to_parquet(parts / f"{name}.ticks.parquet", index=False)
+            self._merge("requests", REQUEST_COLUMNS)
+            self._merge("ticks", TICK_COLUMNS)
+            (self.path / "done").mkdir(exist_ok=True)
+            (self.path / "done" / name).write_text("")
+
+    def _merge(self, table: str, columns: list[str]) -> None:
+        files = sorted((self.path / "parts").glob(f"*.{table}.parquet"))
+        frames = [pd.read_parquet(f) for f in files]
+        merged = pd.concat(frames, ignore_index=True) if frames else _frame([], columns)
+        tmp = self.path / f".{table}.parquet.tmp"
+        merged.to_parquet(tmp, index=False)
+        tmp.replace(self.path / f"{table}.parquet")
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,252 @@
+"""One song's client, with the paper's roles kept apart (section IV-A).
+
+* :class:`MelodyInput` - the input role: releases the true melody frame M[t] at tick t.
+* :class:`InferenceRole` - every I ticks builds the request for ticks s .. s+GL-1 and
+  sends it at the onset of tick s-1, carrying the melody frames released since the last
+  answered request, M[s-1] included (equation 1: A[s] depends on M[<s] only). The first
+  request (s = 0) goes out at tick -1, a one-tick count-in, with no melody. While
+  requests overlap in flight their chunks overlap too (the server keeps the frames it
+  has not seen), so a request that is lost, reordered or superseded never leaves a
+  gap in the server's melody.
+* :class:`Player` - the tick-aligned buffer (``buffer.TickBuffer``) played at each onset.
+
+:class:`SongClient` wires them together and knows nothing about time: a clock (wall or
+virtual, ``clock.py``) calls :meth:`SongClient.on_tick` at each tick's onset and a
+sender calls :meth:`SongClient.on_reply` / :meth:`SongClient.on_error` when a response
+arrives, so both clocks share every rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from streammuse.client.buffer import Played, TickBuffer
+from streammuse.client.wire import frames_to_wire
+from streammuse.datasets.song import Song, note_array
+from streammuse.serving.protocol import InferRequest, InferResponse, SessionContext
+
+MAX_BACKOFF_TICKS = 64  # 2 bars of 4/4: long enough to stop hammering a dead server
+
+
+@dataclass
+class RequestRecord:
+    """One request's row in ``requests.parquet`` (docs/design.md section 5).
+
+    Times are ms from the onset of tick 0 (the count-in request has a negative send_ms).
+    ``status``: ``ok`` (arrived before tick s started), ``late`` (answered, but after the
+    onset of tick s), ``superseded`` (the server dropped it for a newer one), ``failed``
+    (no answer: server unreachable, unknown session, timeout), ``pending`` only while in
+    flight.
+    """
+
+    song: str
+    request_id: int
+    send_tick: int
+    request_tick: int
+    gen_len: int
+    send_ms: float
+    recv_ms: float = math.nan
+    rtt_ms: float = math.nan
+    inference_ms: float = math.nan
+    queue_ms: float = math.nan
+    network_ms: float = math.nan
+    status: str = "pending"
+
+
+@dataclass
+class TickRecord:
+    """One tick's row in ``ticks.parquet``: I(t), S(t) and the frame's request."""
+
+    song: str
+    tick: int
+    available: int
+    staleness: int
+    request_id: int
+    fresh: bool = False
+
+
+class MelodyInput:
+    """The input role: M[t] becomes known at the onset of tick t, as the musician plays it."""
+
+    def __init__(self, melody_frames: np.ndarray) -> None:
+        self.melody_frames = melody_frames
+        self.released = 0  # ticks [0, released) are known
+
+    def release(self, tick: int) -> None:
+        """Release M[tick]."""
+        self.released = max(self.released, tick + 1)
+
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        """The released frames for ticks [start, stop)."""
+        if stop > self.released:
+            raise ValueError(f"M[{stop - 1}] is not released yet (released up to {self.released - 1})")
+        return self.melody_frames[start:stop]
+
+
+class Player:
+    """The playback role: the buffer and what it played, tick by tick."""
+
+    def __init__(self, n_ticks: int) -> None:
+        self.buffer = TickBuffer(n_ticks)
+        self.played: list[Played] = []
+
+    def play(self, tick: int) -> Played:
+        """Play tick ``tick`` from the buffer."""
+        p = self.buffer.play(tick)
+        self.played.append(p)
+        return p
+
+    def played_wire(self, stop: int) -> list[list]:
+        """The accompaniment as played for ticks [0, stop), as wire frames (misses empty)."""
+        return [p.frame if p.available else [] for p in self.played[:stop]]
+
+
+@dataclass
+class InferenceRole:
+    """The inference role: request schedule (every I ticks), melody chunks, backoff."""
+
+    interval: int
+    gen_len: int
+    n_ticks: int
+    acked_until: int = 0  # the server has answered a request for this tick, so holds M[<it]
+    failures: int = 0  # consecutive failed requests
+    next_allowed_send_tick: int = -1
+    need_context: bool = False
+
+    def due(self, tick: int) -> int | None:
+        """The request tick s to send at the onset of ``tick`` (s = tick + 1), or None."""
+        s = tick + 1
+        if s >= self.n_ticks or s % self.interval or tick < self.next_allowed_send_tick:
+            return None
+        return s
+
+    def on_failure(self, now_tick: int) -> None:
+        """Back off: after k failures in a row, wait I * 2^(k-1) ticks (at most 64)."""
+        self.failures += 1
+        wait = min(self.interval * 2 ** (self.failures - 1), MAX_BACKOFF_TICKS)
+        self.next_allowed_send_tick = max(self.next_allowed_send_tick, now_tick + wait - 1)
+
+
+class SongClient:
+    """One song streamed through the client: M in, A played, everything recorded.
+
+    Args:
+        name: the song's name (rows of the logs).
+        melody_frames: the true melody M, ``(T, FRAME_LEN)`` token frames.
+        interval: I, ticks between requests.
+        gen_len: GL, ticks asked for per request.
+        tau_ms: tau = 60000 / (4 BPM), one tick in ms.
+    """
+
+    def __init__(self, name: str, melody_frames: np.ndarray, interval: int, gen_len: int, tau_ms: float) -> None:
+        self.name = name
+        self.n_ticks = len(melody_frames)
+        self.tau_ms = tau_ms
+        self.input = MelodyInput(melody_frames)
+        self.inference = InferenceRole(interval, gen_len, self.n_ticks)
+        self.player = Player(self.n_ticks)
+        self.requests: list[RequestRecord] = []
+
+    # -- the clock calls this at each onset -------------------------------------------
+    def on_tick(self, tick: int, now_ms: float) -> list[tuple[RequestRecord, InferRequest]]:
+        """Onset of tick ``tick`` (-1 is the count-in): play A[t], release M[t], maybe send.
+
+        Order matters: the slot is played before anything else can arrive in this tick,
+        which is what makes the arrival rule strict.
+        """
+        if tick >= 0:
+            self.player.play(tick)
+            self.input.release(tick)
+        s = self.inference.due(tick)
+        return [] if s is None else [self._request(s, tick, now_ms)]
+
+    def _request(self, s: int, tick: int, now_ms: float) -> tuple[RequestRecord, InferRequest]:
+        inf = self.inference
+        rec = RequestRecord(self.name, len(self.requests), tick, s, inf.gen_len, now_ms)
+        self.requests.append(rec)
+        if inf.need_context:
+            context = SessionContext(
+                melody=frames_to_wire(self.input.frames(0, s)), accompaniment=self.player.played_wire(s)
+            )
+            req = InferRequest(request_tick=s, gen_len=inf.gen_len, melody=[], melody_start=s, context=context)
+            inf.need_context = False
+            start = s
+        else:
+            start = inf.acked_until
+            req = InferRequest(
+                request_tick=s,
+                gen_len=inf.gen_len,
+                melody=frames_to_wire(self.input.frames(start, s)),
+                melody_start=start,
+            )
+        return rec, req
+
+    # -- a sender calls these when a request ends ---------------------------------------
+    def on_reply(self, rec: RequestRecord, response: InferResponse, recv_ms: float, network_ms: float) -> int:
+        """A response arrived at ``recv_ms``: offer its frames to the buffer.
+
+        Returns:
+            How many frames were written (0 for a superseded or entirely late answer).
+        """
+        self._finish(rec, recv_ms, network_ms)
+        rec.inference_ms = float(response.inference_ms)
+        rec.queue_ms = float(response.queue_ms)
+        self.inference.failures = 0
+        if response.status == "superseded":
+            rec.status = "superseded"
+            return 0
+        self.inference.acked_until = max(self.inference.acked_until, rec.request_tick)
+        late = self.player.buffer.next_tick > rec.request_tick
+        rec.status = "late" if late else "ok"
+        frames = [[list(n) for n in f] for f in response.accompaniment]
+        return self.player.buffer.offer(rec.request_id, rec.request_tick, frames)
+
+    def on_error(self, rec: RequestRecord, recv_ms: float, unknown_session: bool) -> None:
+        """The request got no answer: back off, and re-send the whole context next time
+        when the server lost the session."""
+        self._finish(rec, recv_ms, math.nan)
+        rec.status = "failed"
+        inf = self.inference
+        if unknown_session:
+            inf.need_context = True
+            inf.acked_until = 0
+        inf.on_failure(self.player.buffer.next_tick)
+
+    def _finish(self, rec: RequestRecord, recv_ms: float, network_ms: float) -> None:
+        rec.recv_ms = recv_ms
+        rec.rtt_ms = recv_ms - rec.send_ms
+        rec.network_ms = network_ms
+
+    # -- results ------------------------------------------------------------------------
+    def finish_pending(self) -> None:
+        """Mark requests still in flight when the song ended as failed."""
+        for rec in self.requests:
+            if rec.status == "pending":
+                rec.status = "failed"
+
+    def tick_records(self) -> list[TickRecord]:
+        """ticks.parquet rows; ``fresh``: the frame came from the newest request whose
+        range s .. s+GL-1 covers the tick (no newer generation was lost or late)."""
+        newest = np.full(self.n_ticks, -1, dtype=np.int64)
+        for rec in self.requests:  # in send order, so later requests win
+            newest[rec.request_tick : rec.request_tick + rec.gen_len] = rec.request_id
+        return [
+            TickRecord(self.name, p.tick, int(p.available), p.staleness, p.request_id,
+                       bool(p.available and p.request_id == newest[p.tick]))
+            for p in self.player.played
+        ]
+
+    def request_rows(self) -> list[dict]:
+        """requests.parquet rows."""
+        return [asdict(r) for r in self.requests]
+
+    def performance(self, melody: np.ndarray) -> Song:
+        """The performance as heard: the true melody and the accompaniment as played."""
+        notes = [(p.tick, dur, pitch) for p in self.player.played if p.available for pitch, dur in p.frame]
+        return Song(self.name, note_array(melody), note_array(notes))
+
+
+__all__ = ["SongClient", "RequestRecord", "TickRecord", "MelodyInput", "InferenceRole", "Player"]

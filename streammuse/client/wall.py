@@ -1,0 +1,102 @@
+"""The wall-clock replay: real time, real sleeps, a real server (``--clock wall``).
+
+One asyncio loop runs every song playing at once. Per song, the clock role
+(``clock.TickClock``) calls the client at each onset; each request it returns is sent
+by its own task (so requests may overlap in flight; the server supersedes older ones):
+sleep NL/2, call the blocking transport in a worker thread, sleep NL/2 plus the server
+jitter, hand the answer to the client. Transport failures become ``failed`` requests
+with backoff; an unknown session opens a new one and the next request re-sends the
+context (melody so far, accompaniment as played).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from streammuse.client.clock import TickClock
+from streammuse.client.latency import LatencyInjector
+from streammuse.client.session import RequestRecord, SongClient
+from streammuse.errors import StreamMuseError
+from streammuse.serving.protocol import CreateSessionRequest, InferRequest
+
+DRAIN_S = 2.0  # after the last tick, how long answers still in flight are awaited
+
+
+class WallSong:
+    """One song on the wall clock: its client, clock, session and in-flight sends."""
+
+    def __init__(self, client: SongClient, transport, injector: LatencyInjector,
+                 session_request: CreateSessionRequest, bpm: float, executor: ThreadPoolExecutor) -> None:
+        self.client = client
+        self.transport = transport
+        self.injector = injector
+        self.session_request = session_request
+        self.clock = TickClock(bpm)
+        self.executor = executor
+        self.session_id: str | None = None
+        self.tasks: set[asyncio.Task] = set()
+
+    async def _call(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def run(self) -> None:
+        """Play the whole song, then close its session."""
+        from streammuse.serving.transport import ServerUnavailable
+
+        try:
+            self.session_id = (await self._call(self.transport.create_session, self.session_request)).session_id
+        except ServerUnavailable as exc:
+            raise StreamMuseError(f"server unreachable: {exc}") from None
+        async for tick in self.clock.ticks(self.client.n_ticks):
+            for rec, req in self.client.on_tick(tick, self.clock.now_ms()):
+                task = asyncio.create_task(self._send(rec, req))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=DRAIN_S)
+        for task in list(self.tasks):
+            task.cancel()
+        self.client.finish_pending()
+        try:
+            await self._call(self.transport.close_session, self.session_id)
+        except Exception:  # noqa: BLE001 - a session we cannot close expires on its TTL
+            pass
+
+    async def _send(self, rec: RequestRecord, req: InferRequest) -> None:
+        from streammuse.serving.transport import ServerUnavailable, UnknownSession
+
+        draw = self.injector.draw()
+        await asyncio.sleep(draw.request_ms / 1000.0)
+        try:
+            response = await self._call(self.transport.infer, self.session_id, req)
+        except UnknownSession:
+            self.client.on_error(rec, self.clock.now_ms(), unknown_session=True)
+            await self._reopen()
+            return
+        except (ServerUnavailable, OSError, TimeoutError):
+            self.client.on_error(rec, self.clock.now_ms(), unknown_session=False)
+            return
+        await asyncio.sleep((draw.response_ms + draw.server_jitter_ms) / 1000.0)
+        self.client.on_reply(rec, response, self.clock.now_ms(), draw.network_ms)
+
+    async def _reopen(self) -> None:
+        from streammuse.serving.transport import ServerUnavailable
+
+        try:
+            self.session_id = (await self._call(self.transport.create_session, self.session_request)).session_id
+        except ServerUnavailable:
+            pass  # the next request fails too and backs off; it re-sends the context
+
+
+async def play_songs_wall(songs: list[WallSong], concurrency: int, on_done=None) -> None:
+    """Play ``songs`` with at most ``concurrency`` at once; ``on_done(song)`` after each."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(song: WallSong) -> None:
+        async with gate:
+            await song.run()
+            if on_done is not None:
+                on_done(song)
+
+    await asyncio.gather(*(one(s) for s in songs))
