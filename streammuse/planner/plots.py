@@ -35,6 +35,7 @@ def plot_solution_space(plans: Sequence[Plan], path: str | Path, title: str = ""
     (solid) and the C2 bound I = GL - ceil(RT95) (dashed)."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(plans), figsize=(3.6 * len(plans), 3.8), squeeze=False)
@@ -50,6 +51,8 @@ def plot_solution_space(plans: Sequence[Plan], path: str | Path, title: str = ""
         ax.step(gls, gls - k + 0.5, where="mid", color="black", lw=1.5, ls="--", label="C2: I = GL - ceil(RT95)")
         ax.set_xlim(0.5, plan.max_gl + 0.5)
         ax.set_ylim(0.5, plan.max_i + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("GL (ticks)")
         ax.set_ylabel("I (ticks)")
         ax.set_title(f"{plan.bpm:g} BPM: {plan.feasible_share:.0%} feasible")
