@@ -103,7 +103,7 @@ def pareto(rng: np.random.Generator, x_min: float, alpha: float, size: int | Non
 class LatencyInjector:
     """Draws each request's delays from a profile with its own seeded Generator."""
 
-    def __init__(self, profile: LatencyProfile, seed: int) -> None:
+    def __init__(self, profile: LatencyProfile, seed: int | tuple[int, ...]) -> None:
         self.profile = profile
         self.rng = np.random.default_rng(seed)
 

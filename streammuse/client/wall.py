@@ -90,13 +90,13 @@ class WallSong:
 
 
 async def play_songs_wall(songs: list[WallSong], concurrency: int, on_done=None) -> None:
-    """Play ``songs`` with at most ``concurrency`` at once; ``on_done(song)`` after each."""
+    """Play ``songs`` with at most ``concurrency`` at once; ``await on_done(song)`` after each."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(song: WallSong) -> None:
         async with gate:
             await song.run()
             if on_done is not None:
-                on_done(song)
+                await on_done(song)
 
     await asyncio.gather(*(one(s) for s in songs))

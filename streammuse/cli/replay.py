@@ -1,0 +1,133 @@
+"""`streammuse replay`: the test set through the real-time client, one run folder per (I, GL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from streammuse.client import replay as rp
+
+
+def replay(
+    testset: Annotated[Path, typer.Argument(help="Test-set folder (one MIDI per song, tracks melody/accompaniment).")],
+    setting: Annotated[str, typer.Option(help="local | local-server | remote | offline (the offline baseline).")] = "local",
+    bpm: Annotated[float, typer.Option(help="Tempo; one tick is tau = 60000 / (4 BPM) ms.")] = 120.0,
+    interval: Annotated[int, typer.Option("--interval", "-i", help="I: ticks between requests.")] = 2,
+    gen_len: Annotated[int, typer.Option("--gen-len", "-g", help="GL: ticks asked for per request.")] = 5,
+    server: Annotated[str | None, typer.Option(help="Server URL; default: start an embedded server and stop it after.")] = None,
+    profile: Annotated[Path | None, typer.Option(help="Latency profile JSON; default: the shipped one for --setting.")] = None,
+    clock: Annotated[str, typer.Option(help="wall (real time, real server) or sim (virtual clock, engine in process).")] = "wall",
+    concurrency: Annotated[int, typer.Option(help="Songs playing at once (wall clock).")] = 4,
+    songs: Annotated[int | None, typer.Option(help="Play the first N songs; 0 = all.")] = 8,
+    max_bars: Annotated[int | None, typer.Option(help="Crop each song to B bars; 0 = whole songs.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seeds sampling and injected latency.")] = 0,
+    sweep: Annotated[
+        str | None,
+        typer.Option(flag_value="paper", help='(I,GL) pairs, e.g. "1,3 2,5"; alone: the paper\'s 8 pairs.'),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the newest run folder with these settings.")] = False,
+    out: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    model: Annotated[Path | None, typer.Option(help="Checkpoint for --clock sim / offline; default: shipped.")] = None,
+    server_time: Annotated[str, typer.Option(help="Sim clock server time: modelled (profile) or measured.")] = "modelled",
+) -> None:
+    """Replay the test set's melodies in real time against the model server and record
+    what a listener would have heard (performance MIDI, request and tick logs)."""
+    cfg = rp.ReplayConfig(
+        testset=testset, setting=setting, bpm=bpm, interval=interval, gen_len=gen_len, server=server,
+        profile=str(profile) if profile else None, clock=clock, concurrency=concurrency,
+        songs=songs or None, max_bars=max_bars or None, seed=seed, out=out, resume=resume, server_time=server_time,
+    )
+    pairs = rp.parse_sweep(sweep) or [(interval, gen_len)]
+    if setting == "offline":
+        pairs = [(1, 1)]
+    for i, gl in pairs:
+        rp.with_pair(cfg, i, gl).validate()
+    profile_obj = rp.resolve_profile(cfg)
+    song_list = rp.load_songs(cfg)
+    console = Console(stderr=True)
+    results = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        total = progress.add_task("run", total=len(pairs) * len(song_list))
+        with _backend(cfg, model) as (engine, transport):
+            for i, gl in pairs:
+                pair_cfg = rp.with_pair(cfg, i, gl)
+                label = "offline" if setting == "offline" else f"{setting} I={i} GL={gl}"
+                task = progress.add_task(f"  {label}", total=len(song_list))
+
+                def tick(name: str, task=task) -> None:
+                    progress.advance(task)
+                    progress.advance(total)
+
+                results.append(_run_pair(pair_cfg, engine, transport, song_list, profile_obj, tick, progress, task, total))
+    Console().print(summary_table(results))
+
+
+def _run_pair(cfg, engine, transport, song_list, profile, tick, progress, task, total):
+    model_id = str(getattr(engine, "model_id", None) or (cfg.server or "embedded"))
+    writer = rp.open_run(cfg, profile, song_list, model_id)
+    already = len(writer.done_songs() & {s.name for s in song_list})
+    progress.advance(task, already)
+    progress.advance(total, already)
+    lateness: list[float] = []
+    if cfg.setting == "offline":
+        rp.replay_offline(cfg, engine, song_list, writer, tick)
+    elif cfg.clock == "sim":
+        rp.replay_sim(cfg, engine, song_list, writer, profile, tick)
+    else:
+        lateness = rp.replay_wall(cfg, transport, song_list, writer, profile, tick)
+    return cfg, writer.path, lateness
+
+
+class _backend:
+    """The engine (sim clock, offline) or the transport (wall clock) for the whole command."""
+
+    def __init__(self, cfg: rp.ReplayConfig, model: Path | None) -> None:
+        self.cfg, self.model, self._cm = cfg, model, None
+
+    def __enter__(self):
+        if self.cfg.setting == "offline" or self.cfg.clock == "sim":
+            from streammuse.model.engine import StreamingEngine
+
+            return StreamingEngine.load(path=self.model), None
+        self._cm = rp.open_transport(self.cfg)
+        return None, self._cm.__enter__()
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc) if self._cm is not None else False
+
+
+def summary_table(results) -> Table:
+    """One row per run: ISR, Staleness, ISR_w (section V-D), request outcomes, jitter."""
+    table = Table(title="streammuse replay")
+    for col in ("setting", "I", "GL", "songs", "ISR", "Staleness", "ISR_w", "ok/late/sup/fail", "tick p99 ms"):
+        table.add_column(col, justify="left" if col == "setting" else "right", no_wrap=True)
+    for cfg, path, lateness in results:
+        if not (path / "ticks.parquet").is_file():
+            table.add_row(cfg.setting, str(cfg.interval), str(cfg.gen_len), "0", *["-"] * 5)
+            continue
+        ticks = pd.read_parquet(path / "ticks.parquet")
+        reqs = pd.read_parquet(path / "requests.parquet")
+        m = rp.realtime_summary(ticks)
+        counts = reqs["status"].value_counts()
+        outcome = "/".join(str(int(counts.get(k, 0))) for k in ("ok", "late", "superseded", "failed"))
+        jitter = f"{np.percentile(lateness, 99):.2f}" if lateness else "-"
+        table.add_row(cfg.setting, str(cfg.interval), str(cfg.gen_len), str(ticks["song"].nunique()),
+                      f"{m['isr']:.4f}", f"{m['staleness']:.3f}", f"{m['isr_w']:.4f}", outcome, jitter)
+    table.caption = "runs: " + ", ".join(str(path) for _, path, _ in results)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add `replay` to the streammuse app."""
+    app.command("replay")(replay)
+
+
+__all__ = ["register", "replay", "summary_table"]
