@@ -1,0 +1,102 @@
+"""Client benchmark: wall-clock tick jitter, and sim-clock speed over a test set.
+
+Tick jitter: N songs play at once on the wall clock (120 BPM, I = 1, GL = 3) against a
+server that answers at once with empty frames, so only the client's clock is measured;
+each tick's lateness is the time between its ideal onset and the moment the client acts
+on it. Sim speed: the whole test set replayed on the sim clock with the modelled server
+time of the ``local`` profile and the shipped engine in process.
+
+    .venv/bin/python bench/client_jitter.py jitter --bars 8
+    .venv/bin/python bench/client_jitter.py sim testset/
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from streammuse.client.latency import LatencyInjector, load_profile
+from streammuse.client.session import SongClient
+from streammuse.client.clock import tau_ms
+from streammuse.datasets.frames import empty_frames
+from streammuse.serving.protocol import CreateSessionRequest, CreateSessionResponse, InferRequest, InferResponse
+
+
+class NoOpTransport:
+    """Answers every request at once with GL empty frames: the clock is all that is measured."""
+
+    def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse:
+        return CreateSessionResponse(session_id="0" * 32)
+
+    def infer(self, session_id: str, request: InferRequest) -> InferResponse:
+        return InferResponse(status="ok", request_tick=request.request_tick, accompaniment=[[]] * request.gen_len)
+
+    def close_session(self, session_id: str) -> None:
+        pass
+
+
+def jitter(n_songs: int, bars: int, bpm: float) -> np.ndarray:
+    """Lateness (ms) of every tick of ``n_songs`` songs played at once."""
+    from streammuse.client.wall import WallSong, play_songs_wall
+
+    transport, profile = NoOpTransport(), load_profile("local")
+    with ThreadPoolExecutor(max_workers=n_songs * 4) as pool:
+        songs = [
+            WallSong(SongClient(f"s{i}", empty_frames(bars * 16), 1, 3, tau_ms(bpm)), transport,
+                     LatencyInjector(profile, i), CreateSessionRequest(), bpm, pool)
+            for i in range(n_songs)
+        ]
+        asyncio.run(play_songs_wall(songs, n_songs))
+    return np.concatenate([s.clock.lateness_ms for s in songs])
+
+
+def sim_speed(folder: str, gen_len: int, interval: int) -> None:
+    """Replay the whole test set on the sim clock; print songs per minute."""
+    from streammuse.client.replay import ReplayConfig, load_songs, replay_sim
+    from streammuse.client.runs import RunWriter
+    from streammuse.model.engine import StreamingEngine
+    import tempfile
+    from pathlib import Path
+
+    cfg = ReplayConfig(testset=Path(folder), setting="local", clock="sim", interval=interval, gen_len=gen_len,
+                       songs=None, max_bars=None)
+    songs = load_songs(cfg)
+    engine = StreamingEngine.load()
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        replay_sim(cfg, engine, songs, RunWriter(Path(tmp)), load_profile("local"))
+        elapsed = time.perf_counter() - start
+    ticks = sum(s.n_ticks for s in songs)
+    played_min = ticks * tau_ms(cfg.bpm) / 60000
+    print(f"sim clock, I={interval} GL={gen_len}: {len(songs)} songs ({ticks} ticks, {played_min:.1f} min of music) "
+          f"in {elapsed:.1f} s = {len(songs) / elapsed * 60:.1f} songs/min ({played_min / (elapsed / 60):.1f}x real time)")
+
+
+def main() -> None:
+    """Parse the command line and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    j = sub.add_parser("jitter")
+    j.add_argument("--songs", default="1,8,32")
+    j.add_argument("--bars", type=int, default=8)
+    j.add_argument("--bpm", type=float, default=120.0)
+    s = sub.add_parser("sim")
+    s.add_argument("testset")
+    s.add_argument("--interval", type=int, default=2)
+    s.add_argument("--gen-len", type=int, default=5)
+    args = ap.parse_args()
+    if args.what == "jitter":
+        for n in (int(x) for x in args.songs.split(",")):
+            late = jitter(n, args.bars, args.bpm)
+            print(f"{n:3d} songs, {args.bpm:g} BPM, {len(late)} ticks: lateness median {np.median(late):.3f} ms, "
+                  f"p99 {np.percentile(late, 99):.3f} ms, max {late.max():.3f} ms")
+    else:
+        sim_speed(args.testset, args.gen_len, args.interval)
+
+
+if __name__ == "__main__":
+    main()
