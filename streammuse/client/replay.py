@@ -89,18 +89,15 @@ def parse_sweep(text: str | None) -> list[tuple[int, int]]:
 
 
 def load_songs(cfg: ReplayConfig) -> list[Song]:
-    """The test set's songs (first ``cfg.songs``, cropped to ``cfg.max_bars``)."""
-    folder = Path(cfg.testset)
-    if not folder.is_dir():
-        raise StreamMuseError(f"test set folder {folder} does not exist")
-    if not any(folder.glob("*.mid")) and not any(folder.glob("*.midi")):
-        raise StreamMuseError(f"test set folder {folder} has no MIDI files")
-    from streammuse.datasets.testset import load_testset
+    """The test set's songs (the first ``cfg.songs`` by name, cropped to ``cfg.max_bars``)."""
+    from streammuse.datasets.testset import load_testset, midi_files
 
-    songs = load_testset(folder, songs=cfg.songs, max_bars=cfg.max_bars)
-    if not songs:
-        raise StreamMuseError(f"test set folder {folder} has no usable songs")
-    return list(songs)
+    names = sorted(p.stem for p in midi_files(cfg.testset))  # missing or empty folder: StreamMuseError
+    if cfg.songs is not None:
+        if cfg.songs < 1:
+            raise StreamMuseError(f"--songs must be at least 1 (got {cfg.songs})")
+        names = names[: cfg.songs]
+    return load_testset(cfg.testset, songs=names, max_bars=cfg.max_bars)
 
 
 def resolve_profile(cfg: ReplayConfig) -> LatencyProfile:
