@@ -82,8 +82,27 @@ def _run_pair(cfg, engine, transport, song_list, profile, tick, progress, task, 
     elif cfg.clock == "sim":
         rp.replay_sim(cfg, engine, song_list, writer, profile, tick)
     else:
-        lateness = rp.replay_wall(cfg, transport, song_list, writer, profile, tick)
+        lateness = rp.replay_wall(cfg, transport, song_list, writer, profile, tick, _SongBars(progress))
     return cfg, writer.path, lateness
+
+
+class _SongBars:
+    """One progress bar per song playing on the wall clock (ticks played / ticks)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, playing) -> None:
+        names = {ws.client.name for ws in playing}
+        for name in list(self.tasks):
+            if name not in names:
+                self.progress.remove_task(self.tasks.pop(name))
+        for ws in playing:
+            c = ws.client
+            if c.name not in self.tasks:
+                self.tasks[c.name] = self.progress.add_task(f"    {c.name}", total=c.n_ticks)
+            self.progress.update(self.tasks[c.name], completed=c.player.buffer.next_tick)
 
 
 class _backend:

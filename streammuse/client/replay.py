@@ -171,8 +171,12 @@ def replay_sim(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWriter, 
 
 
 def replay_wall(cfg: ReplayConfig, transport, songs: list[Song], writer: RunWriter, profile: LatencyProfile,
-                progress=None) -> list[float]:
-    """Replay on the wall clock against ``transport``; returns every tick's lateness (ms)."""
+                progress=None, watch=None) -> list[float]:
+    """Replay on the wall clock against ``transport``; returns every tick's lateness (ms).
+
+    ``progress(name)`` is called when a song is written; ``watch(playing)`` a few times a
+    second with the :class:`~streammuse.client.wall.WallSong` objects playing.
+    """
     from streammuse.client.wall import WallSong, play_songs_wall
 
     done = writer.done_songs()
@@ -196,7 +200,7 @@ def replay_wall(cfg: ReplayConfig, transport, songs: list[Song], writer: RunWrit
             if progress is not None:
                 progress(ws.client.name)
 
-        asyncio.run(play_songs_wall(wall_songs, cfg.concurrency, on_done=finished))
+        asyncio.run(play_songs_wall(wall_songs, cfg.concurrency, on_done=finished, watch=watch))
     return lateness
 
 

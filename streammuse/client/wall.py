@@ -89,14 +89,35 @@ class WallSong:
             pass  # the next request fails too and backs off; it re-sends the context
 
 
-async def play_songs_wall(songs: list[WallSong], concurrency: int, on_done=None) -> None:
-    """Play ``songs`` with at most ``concurrency`` at once; ``await on_done(song)`` after each."""
+async def play_songs_wall(songs: list[WallSong], concurrency: int, on_done=None, watch=None,
+                          watch_every_s: float = 0.25) -> None:
+    """Play ``songs`` with at most ``concurrency`` at once; ``await on_done(song)`` after each.
+
+    ``watch(playing)``, if given, is called every ``watch_every_s`` with the songs playing
+    (for progress bars); it must be quick, it runs on the clock's loop.
+    """
     gate = asyncio.Semaphore(concurrency)
+    playing: list[WallSong] = []
 
     async def one(song: WallSong) -> None:
         async with gate:
-            await song.run()
+            playing.append(song)
+            try:
+                await song.run()
+            finally:
+                playing.remove(song)
             if on_done is not None:
                 await on_done(song)
 
-    await asyncio.gather(*(one(s) for s in songs))
+    async def watcher() -> None:
+        while True:
+            watch(list(playing))
+            await asyncio.sleep(watch_every_s)
+
+    watch_task = asyncio.create_task(watcher()) if watch is not None else None
+    try:
+        await asyncio.gather(*(one(s) for s in songs))
+    finally:
+        if watch_task is not None:
+            watch_task.cancel()
+            watch([])
