@@ -20,7 +20,7 @@ from streammuse.errors import StreamMuseError
 
 # Bump when the way songs become frames changes (tick grid, split rules, cap rule),
 # so old caches are ignored rather than silently reused.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass

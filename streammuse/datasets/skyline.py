@@ -3,6 +3,8 @@
 * POP909 files: melody = track ``MELODY``, accompaniment = ``PIANO`` + ``BRIDGE``.
 * A named track (``melody_track=``), e.g. AccoMontage-3's ``melody``: that track is the
   melody, every other pitched track the accompaniment.
+* StreamMUSE's own two-track files (``melody``, ``accompaniment``: the test set, runs):
+  read back as written.
 * Anything else: skyline extraction over all pitched (non-drum) notes.
 
 Skyline, as implemented: walk the onsets in time order; at each onset the highest
@@ -10,14 +12,17 @@ starting note becomes a melody note if it is at least as high as the melody note
 sounding (or none is sounding); otherwise it lies under the melody and stays in the
 accompaniment. A melody note is cut where the next melody note starts, so the melody is
 monophonic: the top line of the texture. Every note that is not melody is accompaniment.
+
+Whatever the rule, each part then goes through :func:`merge_unisons` (no two notes of one
+pitch overlap), so a Song survives a MIDI round trip unchanged.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from streammuse.datasets.song import DURATION, ONSET, PITCH, Song, note_array
-from streammuse.datasets.tick_grid import GridMidi, read_grid_midi
+from streammuse.datasets.song import DURATION, ONSET, PITCH, Song, merge_unisons, note_array
+from streammuse.datasets.tick_grid import GridMidi, Track, read_grid_midi
 from streammuse.errors import BadMidiError
 
 POP909_MELODY = "MELODY"
@@ -51,13 +56,32 @@ def skyline(notes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return melody, notes[~is_melody]
 
 
+def split_rule(grid: GridMidi, melody_track: str | None = None) -> str:
+    """Which split :func:`split_song` applies to this file.
+
+    * ``track:<name>`` when ``melody_track`` is given;
+    * ``pop909`` when the file has a ``MELODY`` track and a ``PIANO`` or ``BRIDGE`` track;
+    * ``streammuse`` when its tracks are exactly ``melody`` and ``accompaniment`` (the
+      test set and run folders: read back as written);
+    * ``skyline`` otherwise.
+    """
+    names = {t.name.upper() for t in grid.tracks}
+    if melody_track is not None:
+        return f"track:{melody_track}"
+    if POP909_MELODY in names and names & set(POP909_ACCOMPANIMENT):
+        return "pop909"
+    if names == {"MELODY", "ACCOMPANIMENT"}:
+        return "streammuse"
+    return "skyline"
+
+
 def split_song(grid: GridMidi, melody_track: str | None = None, name: str | None = None) -> Song:
     """Make a Song from a MIDI read onto the tick grid, choosing the split rule.
 
     Args:
         grid: the file's pitched tracks (:func:`read_grid_midi`).
-        melody_track: take this track (case-insensitive) as the melody. ``None``: POP909
-            rule when the file has a ``MELODY`` track, skyline otherwise.
+        melody_track: take every track of this name (case-insensitive) as the melody and
+            all other pitched tracks as the accompaniment. ``None``: see :func:`split_rule`.
         name: song name; defaults to the file stem.
 
     Raises:
@@ -69,27 +93,25 @@ def split_song(grid: GridMidi, melody_track: str | None = None, name: str | None
     if not grid.tracks:
         reason = "drums only, no pitched notes" if grid.n_drum_notes else "no notes"
         raise BadMidiError(grid.path, reason)
-    by_name = {t.name.upper(): t for t in grid.tracks}
-    if melody_track is not None:
-        key = melody_track.upper()
-        if key not in by_name:
+    rule = split_rule(grid, melody_track)
+    if rule == "skyline":
+        melody, acc = skyline(_concat([t.notes for t in grid.tracks]))
+    else:
+        key = POP909_MELODY if melody_track is None else melody_track.upper()
+        if not any(t.name.upper() == key for t in grid.tracks):
             names = ", ".join(sorted({t.name or "<unnamed>" for t in grid.tracks}))
             raise BadMidiError(grid.path, f"no track named {melody_track!r} (tracks: {names})")
-        melody = by_name[key].notes
-        acc = _concat([t.notes for t in grid.tracks if t.name.upper() != key])
-        rule = f"track:{melody_track}"
-    elif POP909_MELODY in by_name:
-        melody = by_name[POP909_MELODY].notes
-        acc = _concat([by_name[k].notes for k in POP909_ACCOMPANIMENT if k in by_name])
-        rule = "pop909"
-    else:
-        melody, acc = skyline(_concat([t.notes for t in grid.tracks]))
-        rule = "skyline"
+        accompaniment_names = set(POP909_ACCOMPANIMENT) if rule == "pop909" else None
+        melody = _concat([t.notes for t in grid.tracks if t.name.upper() == key])
+        acc = _concat([
+            t.notes for t in grid.tracks
+            if t.name.upper() != key and (accompaniment_names is None or t.name.upper() in accompaniment_names)
+        ])
     if not len(melody):
         raise BadMidiError(grid.path, f"melody is empty after the split ({rule})")
     if not len(acc):
         raise BadMidiError(grid.path, f"accompaniment is empty after the split ({rule})")
-    return Song(name, note_array(melody), note_array(acc), grid.time_signatures, source=grid.path)
+    return Song(name, merge_unisons(melody), merge_unisons(acc), grid.time_signatures, source=grid.path)
 
 
 def load_song(path, melody_track: str | None = None, skyline_only: bool = False) -> Song:
@@ -98,15 +120,19 @@ def load_song(path, melody_track: str | None = None, skyline_only: bool = False)
     ``skyline_only`` forces skyline extraction over all pitched tracks, as the test set
     build does.
     """
+    return load_song_and_rule(path, melody_track, skyline_only)[0]
+
+
+def load_song_and_rule(path, melody_track: str | None = None, skyline_only: bool = False) -> tuple[Song, str]:
+    """:func:`load_song`, also returning the split rule applied (see :func:`split_rule`)."""
     grid = read_grid_midi(path)
     if skyline_only:
         if not grid.tracks:
             raise BadMidiError(grid.path, "drums only, no pitched notes" if grid.n_drum_notes else "no notes")
-        from streammuse.datasets.tick_grid import Track
-
         grid = GridMidi(grid.path, [Track("all", 0, _concat([t.notes for t in grid.tracks]))],
                         grid.time_signatures, grid.n_drum_notes)
-    return split_song(grid, melody_track)
+        melody_track = None
+    return split_song(grid, melody_track), split_rule(grid, melody_track)
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:

@@ -32,6 +32,26 @@ def note_array(notes: object = ()) -> np.ndarray:
     return np.ascontiguousarray(arr[order])
 
 
+def merge_unisons(part: np.ndarray) -> np.ndarray:
+    """Make a part playable on one keyboard: no two notes of one pitch overlap.
+
+    Notes of the same pitch and onset collapse into the longest; a note is cut where the
+    next note of its pitch starts. Merged tracks (POP909's PIANO + BRIDGE, all tracks of
+    a skyline split) double notes this way, and MIDI cannot store such overlaps (one
+    note-off would end both), so a Song written and read back would change otherwise.
+    """
+    part = note_array(part)
+    if len(part) < 2:
+        return part
+    part = part[np.lexsort((-part[:, DURATION], part[:, ONSET], part[:, PITCH]))]
+    same_pitch = part[1:, PITCH] == part[:-1, PITCH]
+    keep = np.r_[True, ~same_pitch | (part[1:, ONSET] != part[:-1, ONSET])]
+    part = part[keep].copy()
+    nxt = np.flatnonzero(part[1:, PITCH] == part[:-1, PITCH])
+    part[nxt, DURATION] = np.minimum(part[nxt, DURATION], part[nxt + 1, ONSET] - part[nxt, ONSET])
+    return note_array(part)
+
+
 @dataclass
 class Song:
     """A piece on the 1/16-note tick grid.

@@ -47,11 +47,17 @@ def load_pretty_midi(path: str | Path) -> pretty_midi.PrettyMIDI:
         raise BadMidiError(path, "no such file")
     if path.stat().st_size == 0:
         raise BadMidiError(path, "empty file")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic not in (b"MThd", b"RIFF"):  # RIFF: an RMID wrapper, which mido reads
+        raise BadMidiError(path, "not a MIDI file (no MThd header)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pretty_midi warns about type-0 files and odd meta events
             return pretty_midi.PrettyMIDI(str(path))
-    except Exception as exc:  # mido/pretty_midi raise OSError, EOFError, KeyError, ValueError, ...
+    except EOFError:
+        raise BadMidiError(path, "truncated MIDI file (it ends inside a track)") from None
+    except Exception as exc:  # mido/pretty_midi raise OSError, KeyError, ValueError, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadMidiError(path, f"not a readable MIDI file ({reason})") from None
 
