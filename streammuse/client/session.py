@@ -205,15 +205,17 @@ class SongClient:
         return self.player.buffer.offer(rec.request_id, rec.request_tick, frames)
 
     def on_error(self, rec: RequestRecord, recv_ms: float, unknown_session: bool) -> None:
-        """The request got no answer: back off, and re-send the whole context next time
-        when the server lost the session."""
+        """The request got no answer. Server unreachable: back off. Session unknown (the
+        server is up but lost it): no backoff, the next request re-sends the context."""
         self._finish(rec, recv_ms, math.nan)
         rec.status = "failed"
         inf = self.inference
         if unknown_session:
             inf.need_context = True
             inf.acked_until = 0
-        inf.on_failure(self.player.buffer.next_tick)
+            inf.failures, inf.next_allowed_send_tick = 0, -1
+        else:
+            inf.on_failure(self.player.buffer.next_tick)
 
     def _finish(self, rec: RequestRecord, recv_ms: float, network_ms: float) -> None:
         rec.recv_ms = recv_ms

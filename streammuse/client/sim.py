@@ -20,6 +20,7 @@ modelled server time and a fixed seed give the same event log on every run.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from streammuse.client.latency import DelayDraw, LatencyInjector
 from streammuse.client.session import RequestRecord, SongClient
 from streammuse.serving.protocol import CreateSessionRequest, InferRequest, InferResponse
 
-_ONSET, _SERVER_ARRIVE, _SERVER_DONE, _CLIENT_ARRIVE = 0, 1, 2, 3
+_ONSET, _SERVER_ARRIVE, _SERVER_DONE, _CLIENT_ARRIVE, _CLIENT_ERROR = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -52,9 +53,17 @@ def simulate_song(
     session_request: CreateSessionRequest,
     server_time: str = "modelled",
 ) -> None:
-    """Replay ``client``'s song on the virtual clock against ``transport`` (in process)."""
+    """Replay ``client``'s song on the virtual clock against ``transport`` (in process).
+
+    A transport that raises ``ServerUnavailable`` or ``UnknownSession`` (a fault-injecting
+    wrapper, say) fails the request as the wall clock would: the client learns of it
+    when the answer would have arrived, backs off, and after an unknown session opens a
+    new one and re-sends its context.
+    """
+    from streammuse.serving.transport import ServerUnavailable, UnknownSession
+
     tau = client.tau_ms
-    session_id = transport.create_session(session_request).session_id
+    session = {"id": transport.create_session(session_request).session_id}
     server = _Server()
     events: list = []
     seq = itertools.count()
@@ -70,7 +79,12 @@ def simulate_song(
         for old in older:
             push(now + old.draw.response_ms, _CLIENT_ARRIVE,
                  (old, InferResponse(status="superseded", request_tick=old.rec.request_tick, queue_ms=now - old.arrive_ms)))
-        response = transport.infer(session_id, job.req)
+        try:
+            response = transport.infer(session["id"], job.req)
+        except (UnknownSession, ServerUnavailable) as exc:
+            push(now + job.draw.response_ms, _CLIENT_ERROR, (job, isinstance(exc, UnknownSession)))
+            start_next(now)
+            return
         il_ms = injector.server_ms(job.rec.gen_len) if server_time == "modelled" else response.inference_ms
         il_ms += job.draw.server_jitter_ms
         response = response.model_copy(update={"inference_ms": il_ms, "queue_ms": now - job.arrive_ms})
@@ -94,8 +108,14 @@ def simulate_song(
             server.busy = False
             push(now + job.draw.response_ms, _CLIENT_ARRIVE, (job, response))
             start_next(now)
-        else:
+        elif kind == _CLIENT_ARRIVE:
             job, response = payload
             client.on_reply(job.rec, response, now, job.draw.network_ms)
+        else:
+            job, unknown_session = payload
+            client.on_error(job.rec, now, unknown_session)
+            if unknown_session:
+                with contextlib.suppress(ServerUnavailable):
+                    session["id"] = transport.create_session(session_request).session_id
     client.finish_pending()
-    transport.close_session(session_id)
+    transport.close_session(session["id"])
