@@ -127,3 +127,31 @@ def empty_frames(n_ticks: int) -> np.ndarray:
     frames = np.full((n_ticks, vocab.FRAME_LEN), vocab.PAD, dtype=np.int16)
     frames[:, 0] = vocab.EOF
     return frames
+
+
+def transpose_limits(frames: np.ndarray) -> tuple[int, int]:
+    """The smallest and largest pitch shift (semitones) that keeps every note of ``frames``
+    inside the vocabulary's pitch range ``[MIN_PITCH, MAX_PITCH]``."""
+    notes = vocab.is_note(frames)
+    if not notes.any():
+        return vocab.MIN_PITCH - vocab.MAX_PITCH, vocab.MAX_PITCH - vocab.MIN_PITCH
+    pitch, _ = vocab.token_to_note(frames[notes].astype(np.int64))
+    return vocab.MIN_PITCH - int(pitch.min()), vocab.MAX_PITCH - int(pitch.max())
+
+
+def transpose_frames(frames: np.ndarray, semitones: int) -> np.ndarray:
+    """Shift every note token by ``semitones`` (data augmentation on cached tokens).
+
+    A note token moves by ``semitones * N_DURATIONS``; special tokens stay. Notes in a frame
+    stay in ascending pitch order.
+
+    Raises:
+        ValueError: a note would leave ``[MIN_PITCH, MAX_PITCH]`` (see :func:`transpose_limits`).
+    """
+    low, high = transpose_limits(frames)
+    if not low <= semitones <= high:
+        raise ValueError(f"shift {semitones:+d} leaves the pitch range; allowed shifts are {low:+d} .. {high:+d}")
+    out = np.asarray(frames).copy()
+    notes = vocab.is_note(out)
+    out[notes] = out[notes] + semitones * vocab.N_DURATIONS
+    return out

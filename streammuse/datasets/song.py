@@ -102,6 +102,13 @@ class Song:
             shifted.append(p)
         return Song(self.name, shifted[0], shifted[1], list(self.time_signatures), self.source)
 
+    def transpose_limits(self, low: int, high: int) -> tuple[int, int]:
+        """The smallest and largest shift that :meth:`transpose` accepts for ``[low, high]``."""
+        lo, hi = self.pitch_range()
+        if lo == hi == 0 and not (len(self.melody) or len(self.accompaniment)):
+            return low - high, high - low
+        return low - lo, high - hi
+
     def pitch_range(self) -> tuple[int, int]:
         """Lowest and highest pitch over both parts."""
         both = np.concatenate([self.melody[:, PITCH], self.accompaniment[:, PITCH]])

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from streammuse.datasets.song import DURATION, ONSET, PITCH, TICKS_PER_BEAT, Song, note_array
+from streammuse.datasets.song import DURATION, ONSET, PITCH, TICKS_PER_BEAT, Song, merge_unisons, note_array
 from streammuse.errors import BadMidiError
 
 MELODY_VELOCITY = 90
@@ -91,7 +91,9 @@ def read_grid_midi(path: str | Path) -> GridMidi:
 def song_to_midi(song: Song, bpm: float = 120.0, path: str | Path | None = None) -> pretty_midi.PrettyMIDI:
     """Write a Song as a two-track MIDI (``melody``, ``accompaniment``) at a constant BPM.
 
-    The tick grid is kept exactly: one tick is ``resolution / 4`` MIDI ticks.
+    The tick grid is kept exactly: one tick is ``resolution / 4`` MIDI ticks. A note is
+    cut where the next note of its pitch in its part starts (:func:`merge_unisons`):
+    MIDI cannot hold both, and a reader would otherwise end them together.
     """
     pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=bpm)
     seconds_per_tick = 60.0 / (bpm * TICKS_PER_BEAT)
@@ -100,7 +102,7 @@ def song_to_midi(song: Song, bpm: float = 120.0, path: str | Path | None = None)
         ("accompaniment", song.accompaniment, ACCOMPANIMENT_VELOCITY),
     ):
         inst = pretty_midi.Instrument(program=0, name=name)
-        for onset, dur, pitch in part.tolist():
+        for onset, dur, pitch in merge_unisons(part).tolist():
             inst.notes.append(
                 pretty_midi.Note(vel, int(pitch), onset * seconds_per_tick, (onset + dur) * seconds_per_tick)
             )
