@@ -17,8 +17,12 @@ def test_chord_top_note_is_melody():
     assert split([(0, 4, 60), (0, 4, 64), (0, 4, 67)]) == ([[0, 4, 67]], [[0, 4, 60], [0, 4, 64]])
 
 
-def test_lower_note_under_sounding_melody_is_accompaniment():
-    assert split([(0, 8, 72), (2, 4, 65)]) == ([[0, 8, 72]], [[2, 4, 65]])
+def test_every_onset_gives_its_top_note_to_the_melody():
+    # 65 starts under the still-sounding 72: it is the top of its onset, so the melody
+    # steps down to it and 72 is cut there.
+    assert split([(0, 8, 72), (2, 4, 65)]) == ([[0, 2, 72], [2, 4, 65]], [])
+    assert split([(0, 8, 72), (0, 8, 48), (2, 4, 65), (2, 4, 60)]) == (
+        [[0, 2, 72], [2, 4, 65]], [[0, 8, 48], [2, 4, 60]])
 
 
 def test_higher_note_cuts_the_melody():
@@ -29,16 +33,14 @@ def test_same_pitch_restrike_cuts_the_melody():
     assert split([(0, 8, 72), (4, 2, 72)]) == ([[0, 4, 72], [4, 2, 72]], [])
 
 
-def test_lower_note_after_melody_ends_becomes_melody():
-    # 72 ends at tick 2; 60 starts at 4 with nothing above it sounding.
+def test_melody_notes_end_where_they_end():
+    # 72 ends at tick 2, before 60 starts at 4: no cut, a rest in the melody.
     assert split([(0, 2, 72), (4, 2, 60)]) == ([[0, 2, 72], [4, 2, 60]], [])
-    # Ends exactly where the lower note starts: not sounding any more.
-    assert split([(0, 4, 72), (4, 2, 60)]) == ([[0, 4, 72], [4, 2, 60]], [])
 
 
-def test_inner_voice_outlasting_the_melody_stays_accompaniment():
-    mel, acc = split([(0, 2, 72), (1, 8, 65), (4, 2, 70)])
-    assert mel == [[0, 2, 72], [4, 2, 70]] and acc == [[1, 8, 65]]
+def test_inner_voice_starting_with_the_melody_stays_accompaniment():
+    mel, acc = split([(0, 2, 72), (0, 8, 65), (4, 2, 70)])
+    assert mel == [[0, 2, 72], [4, 2, 70]] and acc == [[0, 8, 65]]
 
 
 def test_merge_unisons():

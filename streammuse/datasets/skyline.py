@@ -7,11 +7,13 @@
   read back as written.
 * Anything else: skyline extraction over all pitched (non-drum) notes.
 
-Skyline, as implemented: walk the onsets in time order; at each onset the highest
-starting note becomes a melody note if it is at least as high as the melody note still
-sounding (or none is sounding); otherwise it lies under the melody and stays in the
-accompaniment. A melody note is cut where the next melody note starts, so the melody is
-monophonic: the top line of the texture. Every note that is not melody is accompaniment.
+Skyline, as implemented (the issue's and the paper's rule): at every onset the highest
+starting note is a melody note; a melody note is cut where the next melody note starts,
+so the melody is monophonic: the top line of the texture. Every note that is not melody
+is accompaniment. A lower note that starts while a melody note still sounds therefore
+becomes the melody from there on (e.g. a left-hand note under a held right-hand note);
+this is what reproduces the data README's reference harmonicity of the test set (see
+docs/data.md).
 
 Whatever the rule, each part then goes through :func:`merge_unisons` (no two notes of one
 pitch overlap), so a Song survives a MIDI round trip unchanged.
@@ -35,19 +37,7 @@ def skyline(notes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not len(notes):
         return notes, notes
     # The highest note at each onset: last row of each onset group (sorted by onset, pitch).
-    last = np.r_[notes[1:, ONSET] != notes[:-1, ONSET], True]
-    tops = np.flatnonzero(last)
-    is_melody = np.zeros(len(notes), dtype=bool)
-    melody_rows: list[int] = []
-    for i in tops.tolist():
-        onset, _, pitch = notes[i]
-        if melody_rows:
-            j = melody_rows[-1]
-            sounding = notes[j, ONSET] + notes[j, DURATION] > onset
-            if sounding and pitch < notes[j, PITCH]:
-                continue
-        melody_rows.append(i)
-    is_melody[melody_rows] = True
+    is_melody = np.r_[notes[1:, ONSET] != notes[:-1, ONSET], True]
     melody = notes[is_melody].copy()
     # Cut each melody note where the next one starts.
     if len(melody) > 1:
