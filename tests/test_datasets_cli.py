@@ -123,3 +123,13 @@ def test_help_lists_datasets():
     assert result.exit_code == 0
     for command in ("info", "build-testset", "download"):
         assert command in result.stdout
+
+
+def test_build_testset_output_not_writable(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    write_midi(src / "song.mid", [("a", 0, [(0, 960, 72), (0, 960, 60)])])
+    (tmp_path / "file").write_text("in the way")
+    result = run("build-testset", src, "--out", tmp_path / "file" / "out")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {tmp_path / 'file' / 'out'}: cannot create the output folder")

@@ -83,7 +83,10 @@ def build_testset(src: str | Path, out: str | Path) -> tuple[list[TestsetEntry],
     src, out = Path(src), Path(out)
     sources = _source_manifest(src)
     files = midi_files(src)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StreamMuseError(f"{out}: cannot create the output folder ({exc.strerror})") from None
     entries: list[TestsetEntry] = []
     skipped: list[tuple[str, str]] = []
     for path in files:
@@ -93,7 +96,12 @@ def build_testset(src: str | Path, out: str | Path) -> tuple[list[TestsetEntry],
             skipped.append((str(path), exc.reason))
             continue
         _, _, n_dropped = song_to_frames(song)
-        song_to_midi(song, TESTSET_BPM, out / f"{path.stem}.mid")
+        try:
+            song_to_midi(song, TESTSET_BPM, out / f"{path.stem}.mid")
+        except OSError as exc:
+            raise StreamMuseError(
+                f"{out / path.stem}.mid: cannot write ({exc.strerror}); stopped after "
+                f"{len(entries)} of {len(files)} songs, no manifest written") from None
         meta = sources.get(path.name, {})
         entries.append(TestsetEntry(
             file=f"{path.stem}.mid",
