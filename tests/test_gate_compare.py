@@ -41,3 +41,29 @@ def test_compare_missing_and_new():
 def test_unknown_metric_is_a_bug():
     with pytest.raises(KeyError, match="no gate rule"):
         judge("offline/loudness", 1.0, 2.0)
+
+
+def test_baseline_round_trip_keeps_nan(tmp_path):
+    from streammuse.gate.baseline import read_baseline, write_baseline
+
+    path = tmp_path / "gate" / "baseline.json"
+    write_baseline(path, {"songs": 2}, {"offline/cr": 0.8, "local-I1-GL2/staleness": math.nan}, git_rev="abc")
+    data = read_baseline(path)
+    assert data["config"] == {"songs": 2}
+    assert data["metrics"]["offline/cr"] == 0.8
+    assert math.isnan(data["metrics"]["local-I1-GL2/staleness"])
+    assert "NaN" not in path.read_text()  # strict JSON for other tools
+
+
+def test_baseline_errors(tmp_path):
+    from streammuse.errors import StreamMuseError
+    from streammuse.gate.baseline import check_same_config, read_baseline
+
+    with pytest.raises(StreamMuseError, match="--update-baseline"):
+        read_baseline(tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"config\": {}}")
+    with pytest.raises(StreamMuseError, match="'metrics' object"):
+        read_baseline(bad)
+    with pytest.raises(StreamMuseError, match="different gate configuration"):
+        check_same_config({"config": {"songs": 2}}, {"songs": 3}, bad)
