@@ -8,6 +8,7 @@ time of the ``local`` profile and the shipped engine in process.
 
     .venv/bin/python bench/client_jitter.py jitter --bars 8
     .venv/bin/python bench/client_jitter.py sim testset/
+    .venv/bin/python bench/client_jitter.py il      # fits the local profile's server_model
 """
 
 from __future__ import annotations
@@ -76,6 +77,28 @@ def sim_speed(folder: str, gen_len: int, interval: int) -> None:
           f"in {elapsed:.1f} s = {len(songs) / elapsed * 60:.1f} songs/min ({played_min / (elapsed / 60):.1f}x real time)")
 
 
+def server_model(gen_lens: list[int], repeats: int) -> None:
+    """Time the shipped engine's warm infer per GL and fit IL(GL) = a GL^2 + b GL + c."""
+    from streammuse.model.engine import Sampling, StreamingEngine
+
+    engine = StreamingEngine.load()
+    melody = empty_frames(1)
+    means, sds = [], []
+    for gl in gen_lens:
+        state = engine.new_session(Sampling(temperature=1.0, top_k=0, top_p=0.95, seed=0))
+        times, tick = [], 0
+        for _ in range(repeats + 2):  # the first two warm the session up
+            start = time.perf_counter()
+            engine.infer(state, request_tick=tick + 1, melody_frames=melody, gen_len=gl)
+            times.append((time.perf_counter() - start) * 1000)
+            tick += 1
+        means.append(float(np.mean(times[2:])))
+        sds.append(float(np.std(times[2:])))
+        print(f"GL {gl:2d}: IL mean {means[-1]:.2f} ms, sd {sds[-1]:.2f} ms")
+    a, b, c = np.polyfit(gen_lens, means, 2)
+    print(f'server_model: {{"a": {a:.4f}, "b": {b:.4f}, "c": {c:.4f}, "sigma_ms": {float(np.mean(sds)):.3f}}}')
+
+
 def main() -> None:
     """Parse the command line and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,12 +111,17 @@ def main() -> None:
     s.add_argument("testset")
     s.add_argument("--interval", type=int, default=2)
     s.add_argument("--gen-len", type=int, default=5)
+    m = sub.add_parser("il")
+    m.add_argument("--gen-lens", default="1,2,3,5,9,15")
+    m.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
     if args.what == "jitter":
         for n in (int(x) for x in args.songs.split(",")):
             late = jitter(n, args.bars, args.bpm)
             print(f"{n:3d} songs, {args.bpm:g} BPM, {len(late)} ticks: lateness median {np.median(late):.3f} ms, "
                   f"p99 {np.percentile(late, 99):.3f} ms, max {late.max():.3f} ms")
+    elif args.what == "il":
+        server_model([int(x) for x in args.gen_lens.split(",")], args.repeats)
     else:
         sim_speed(args.testset, args.gen_len, args.interval)
 
