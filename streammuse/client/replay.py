@@ -32,7 +32,6 @@ from streammuse.serving.protocol import MAX_GEN_LEN, CreateSessionRequest, Sampl
 
 SETTINGS = ("local", "local-server", "remote", "offline")
 PAPER_SWEEP = ((1, 3), (2, 5), (2, 9), (4, 5), (4, 9), (4, 15), (7, 9), (7, 15))  # Table III
-STALENESS_C = 32  # C in ISR_w (section V-D): the longest generation
 
 
 @dataclass
@@ -231,20 +230,10 @@ def replay_offline(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWrit
 
 
 def realtime_summary(ticks: pd.DataFrame) -> dict[str, float]:
-    """ISR, Staleness and ISR_w (section V-D) over all ticks of a run."""
-    try:
-        from streammuse.metrics import realtime
-    except ImportError:
-        realtime = None
-    if realtime is not None:
-        return {"isr": realtime.isr(ticks), "staleness": realtime.staleness(ticks), "isr_w": realtime.isr_w(ticks)}
-    available = ticks["available"].to_numpy(dtype=float)
-    stale = ticks["staleness"].to_numpy(dtype=float)
-    n = len(ticks)
-    isr = float(available.mean()) if n else float("nan")
-    staleness = float(stale[available == 1].mean()) if available.any() else float("nan")
-    isr_w = float((((STALENESS_C - stale) / STALENESS_C) * available).mean()) if n else float("nan")
-    return {"isr": isr, "staleness": staleness, "isr_w": isr_w}
+    """ISR, Staleness and ISR_w (section V-D, ``streammuse.metrics.realtime``) over a run's ticks."""
+    from streammuse.metrics import realtime
+
+    return {"isr": realtime.isr(ticks), "staleness": realtime.staleness(ticks), "isr_w": realtime.isr_w(ticks)}
 
 
 @contextlib.contextmanager
