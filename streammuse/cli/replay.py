@@ -30,7 +30,7 @@ def replay(
     seed: Annotated[int, typer.Option(help="Seeds sampling and injected latency.")] = 0,
     sweep: Annotated[
         str | None,
-        typer.Option(flag_value="paper", help='(I,GL) pairs, e.g. "1,3 2,5"; alone: the paper\'s 8 pairs.'),
+        typer.Option(help='(I,GL) pairs, e.g. "1,3 2,5"; "paper": the paper\'s 8 pairs (Table III).'),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the newest run folder with these settings.")] = False,
     out: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
@@ -127,7 +127,7 @@ def summary_table(results) -> Table:
     """One row per run: ISR, Staleness, ISR_w (section V-D), request outcomes, jitter."""
     table = Table(title="streammuse replay")
     for col in ("setting", "I", "GL", "songs", "ISR", "Staleness", "ISR_w", "ok/late/sup/fail", "tick p99 ms"):
-        table.add_column(col, justify="left" if col == "setting" else "right", no_wrap=True)
+        table.add_column(col, justify="left" if col == "setting" else "right", no_wrap=True, min_width=min(len(col), 6))
     for cfg, path, lateness in results:
         if not (path / "ticks.parquet").is_file():
             table.add_row(cfg.setting, str(cfg.interval), str(cfg.gen_len), "0", *["-"] * 5)
