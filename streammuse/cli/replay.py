@@ -117,7 +117,13 @@ class _backend:
 
             return StreamingEngine.load(path=self.model), None
         self._cm = rp.open_transport(self.cfg)
-        return None, self._cm.__enter__()
+        transport = self._cm.__enter__()
+        try:
+            rp.check_server(transport, self.cfg)
+        except BaseException:
+            self._cm.__exit__(None, None, None)
+            raise
+        return None, transport
 
     def __exit__(self, *exc):
         return self._cm.__exit__(*exc) if self._cm is not None else False

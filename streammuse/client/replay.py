@@ -251,6 +251,19 @@ def open_transport(cfg: ReplayConfig):
         yield transport
 
 
+def check_server(transport, cfg: ReplayConfig) -> None:
+    """Open and close one session, so an unreachable server is one clear line before any
+    run folder is made."""
+    from streammuse.serving.transport import ServerUnavailable
+
+    try:
+        session_id = transport.create_session(_session_request(cfg, 0)).session_id
+        transport.close_session(session_id)
+    except (ServerUnavailable, OSError) as exc:
+        where = cfg.server or "the embedded server"
+        raise StreamMuseError(f"server unreachable ({where}): {exc}") from None
+
+
 def with_pair(cfg: ReplayConfig, interval: int, gen_len: int) -> ReplayConfig:
     """The same config for another (I, GL) pair."""
     return replace(cfg, interval=interval, gen_len=gen_len)
