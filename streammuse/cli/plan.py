@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -43,7 +44,7 @@ def plan_table(plan: Plan) -> Table:
     table.add_column("I \\ GL", justify="right")
     for gl in range(1, plan.max_gl + 1):
         table.add_column(str(gl), justify="center")
-    table.add_row("ceil(RT95)", *[str(int(-(-r // 1))) for r in plan.rt95], end_section=True)
+    table.add_row("ceil(RT95)", *[str(math.ceil(r)) for r in plan.rt95], end_section=True)
     for i in range(1, plan.max_i + 1):
         table.add_row(str(i), *[_CELL[v] for v in plan.verdicts[i - 1]])
     return table
