@@ -1,0 +1,79 @@
+"""Sampling: temperature, top-k, top-p (nucleus) and the frame grammar, as logit masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from streammuse.datasets import vocab
+from streammuse.errors import StreamMuseError
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the local decoder picks tokens.
+
+    temperature: logits are divided by it (> 0). top_k: keep the k likeliest tokens
+    (0: all). top_p: keep the smallest set whose probability reaches p (1.0: all).
+    seed: the session's ``torch.Generator`` seed, so a session replays exactly.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise StreamMuseError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise StreamMuseError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise StreamMuseError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+_NEG = float("-inf")
+
+
+def note_pitch_index(device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per token id, its pitch index (0..87) for note tokens and -1 for PAD/EOF/BOS."""
+    ids = torch.arange(vocab.VOCAB_SIZE, device=device)
+    return torch.where(ids >= vocab.NOTE_OFFSET, (ids - vocab.NOTE_OFFSET) // vocab.N_DURATIONS, -1)
+
+
+def grammar_mask(logits: torch.Tensor, last_pitch: torch.Tensor, position: int, pitch_index: torch.Tensor) -> torch.Tensor:
+    """Allow only what keeps a frame valid: notes above the frame's last pitch (ascending,
+    no repeated pitch) or EOF; only EOF at the last position (at most 4 notes).
+
+    Args:
+        logits: ``(N, V)``. last_pitch: ``(N,)`` pitch index of the last note, -1 if none.
+        position: token position in the frame (0..FRAME_LEN-1).
+    """
+    allowed = pitch_index.unsqueeze(0) > last_pitch.unsqueeze(1)
+    if position >= vocab.FRAME_LEN - 1:
+        allowed = torch.zeros_like(allowed)
+    allowed[:, vocab.EOF] = True
+    return logits.masked_fill(~allowed, _NEG)
+
+
+def filter_logits(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """Temperature, then top-k, then top-p on ``(N, V)`` logits."""
+    logits = logits / sampling.temperature
+    if sampling.top_k and sampling.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, _NEG)
+    if sampling.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # Drop a token when the mass before it already reaches p (the top token always stays).
+        drop = probs.cumsum(-1) - probs >= sampling.top_p
+        sorted_logits = sorted_logits.masked_fill(drop, _NEG)
+        logits = torch.full_like(logits, _NEG).scatter(-1, order, sorted_logits)
+    return logits
+
+
+def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:
+    """One token per row of ``(N, V)`` logits (already grammar-masked)."""
+    probs = filter_logits(logits.float(), sampling).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
