@@ -53,6 +53,7 @@ def _root() -> None:
 COMMAND_MODULES: list[str] = [
     "streammuse.cli.plan",
     "streammuse.cli.datasets",
+    "streammuse.cli.report",
 ]
 
 for _name in COMMAND_MODULES:

@@ -158,21 +158,27 @@ def per_song_table(data: RunData, nlls: dict[str, SongNll]) -> tuple[pd.DataFram
 
 
 def _engine_for(data: RunData, engine):
-    if engine is not None:
-        return engine
+    """The engine to score NLL with: an engine, a zero-argument loader, or None for the
+    shipped checkpoint. A load that fails leaves NLL out with the reason as a problem."""
     try:
-        from streammuse.model.engine import StreamingEngine
+        if engine is None:
+            from streammuse.model.engine import StreamingEngine
+
+            return StreamingEngine.load()
+        return engine if hasattr(engine, "nll") else engine()
     except ImportError:
         data.problems.append("no model engine in this install: NLL_wavg left out")
-        return None
-    return StreamingEngine.load()
+    except StreamMuseError as exc:
+        data.problems.append(f"NLL_wavg left out: {exc}")
+    return None
 
 
 def evaluate_run(run: str | Path, engine=None, with_nll: bool = True, with_fmd: bool = True,
                  fmd_extractor="auto", write: bool = True) -> dict:
     """Score one run folder; returns the summary (also written to ``RUN/metrics/``).
 
-    ``engine``: the StreamingEngine for NLL (default: the shipped checkpoint);
+    ``engine``: the StreamingEngine for NLL, or a zero-argument function returning one
+    (called only when needed); default: the shipped checkpoint.
     ``fmd_extractor``: a name for :func:`streammuse.metrics.fmd.make_extractor` or an
     extractor object.
     """

@@ -202,9 +202,10 @@ def frechet_music_distance(played: Sequence[Song], truth: Sequence[Song], extrac
     Returns
     -------
     float
-        FMD >= 0 (about 0 for identical sets); NaN when either set is empty.
+        FMD >= 0 (about 0 for identical sets); NaN when either set has fewer than two
+        songs (no spread to fit a Gaussian to).
     """
-    if not len(played) or not len(truth):
+    if len(played) < 2 or len(truth) < 2:
         return float("nan")
     from frechet_music_distance import FrechetMusicDistance
 
@@ -220,4 +221,8 @@ def frechet_music_distance(played: Sequence[Song], truth: Sequence[Song], extrac
             # near-singular products are expected for tiny or identical sets; the
             # library already falls back to a regularised square root
             warnings.simplefilter("ignore", category=scipy.linalg.LinAlgWarning)
-            return max(0.0, float(metric.score(ref, test)))
+            warnings.simplefilter("ignore", category=DeprecationWarning)  # the library's sqrtm(disp=)
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            score = float(metric.score(ref, test))
+    # round-off of the matrix square root leaves about 1e-16 for identical sets
+    return 0.0 if score < 1e-9 else score
