@@ -1,0 +1,182 @@
+"""The HTTP API (FastAPI) and its Ray Serve deployment.
+
+One deployment, the FastAPI ingress, holds the engine (loaded in ``__init__``) and the
+session store: a session's KV cache must sit beside the model that extends it, so a
+separate model deployment would need a second sticky hop and gain nothing. Requests are
+routed by the ``x-session-id`` header with Ray's consistent-hash request router
+(``ray.serve.experimental.consistent_hash_router``, experimental in Ray 2.60, hence the
+pinned Ray version): only the sessions of an added or removed replica move, and a
+replica that does not hold a session answers ``unknown_session`` so the client re-sends
+its context.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import asdict, dataclass
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from streammuse.serving.protocol import (
+    MAX_GEN_LEN,
+    CreateSessionRequest,
+    CreateSessionResponse,
+    ErrorResponse,
+    InferRequest,
+    InferResponse,
+)
+from streammuse.serving.sessions import ApiError, SessionStore, StoreOptions
+
+TOKEN_ENV = "STREAMMUSE_TOKEN"
+MAX_BODY_BYTES = 1 << 20  # a 4096-tick context is ~200 kB of JSON
+SESSION_HEADER = "x-session-id"
+ROUTER_CLASS = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long", "too_short"}
+_ERRORS = {404: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+
+
+@dataclass
+class DeployOptions:
+    """How the Serve app is deployed (autoscaling, resources, session bounds)."""
+
+    min_replicas: int = 1
+    max_replicas: int = 4
+    target_ongoing_requests: float = 8.0  # batching makes several in flight per replica cheap
+    max_ongoing_requests: int = 64
+    num_gpus: float = 0.0  # 1 on GPU clusters
+    num_cpus: float = 1.0
+    checkpoint: str | None = None  # None: the shipped checkpoint
+    random_weights: bool = False  # tests: StreamingEngine.random('tiny')
+    session_ttl_s: float = 600.0
+    max_sessions: int = 256
+    max_batch_size: int = 32
+    max_wait_ms: float = 2.0
+    route_prefix: str = "/"
+    name: str = "streammuse"
+
+    @property
+    def cpu_only(self) -> bool:
+        """True when no GPU is asked for."""
+        return self.num_gpus == 0
+
+    def store_options(self) -> StoreOptions:
+        """The store bounds of one replica."""
+        return StoreOptions(self.session_ttl_s, self.max_sessions, self.max_batch_size, self.max_wait_ms)
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse(ErrorResponse(code=code, detail=detail).model_dump(), status_code=status)
+
+
+def _check_token(request: Request) -> None:
+    token = request.app.state.token
+    if not token:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), token.encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+
+
+def create_app(store: SessionStore | None = None, token: str | None = None) -> FastAPI:
+    """The FastAPI app; ``store`` and ``token`` may be set later on ``app.state``."""
+    app = FastAPI(title="StreamMUSE", version="1", description="Frame-synchronous streaming accompaniment (docs/design.md section 3).")
+    app.state.store, app.state.token = store, token
+    auth = [Depends(_check_token)]
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+        if length is None and request.method == "POST" and len(await request.body()) > MAX_BODY_BYTES:
+            return _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError):
+        return _error(exc.status, exc.code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {"msg": "invalid request", "loc": (), "type": ""}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+        if first.get("type") == "json_invalid":
+            return _error(400, "bad_request", f"malformed JSON: {first['msg']}")
+        code = "out_of_range" if first.get("type") in _RANGE_ERRORS else "bad_request"
+        return _error(422, code, detail)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        """Liveness and readiness (no token needed)."""
+        return {"status": "ok"}
+
+    @app.get("/v1/model", dependencies=auth, responses=_ERRORS)
+    async def model_info(request: Request) -> dict:
+        """The served model's id and limits."""
+        engine = request.app.state.store.engine
+        return {"model_id": engine.model_id, "max_gen_len": MAX_GEN_LEN, "device": str(engine.device)}
+
+    @app.post("/v1/sessions", dependencies=auth, responses=_ERRORS)
+    async def create_session(body: CreateSessionRequest, request: Request) -> CreateSessionResponse:
+        """Open a session; the id is unguessable and carries the session's settings."""
+        return request.app.state.store.create(body)
+
+    @app.post("/v1/sessions/{session_id}/infer", dependencies=auth, responses=_ERRORS)
+    async def infer(session_id: str, body: InferRequest, request: Request) -> InferResponse:
+        """Accompaniment for ticks s .. s+GL-1 (or ``superseded``); 404 unknown_session: re-send ``context``."""
+        return await request.app.state.store.infer(session_id, body)
+
+    @app.delete("/v1/sessions/{session_id}", dependencies=auth, status_code=204, responses=_ERRORS)
+    async def close_session(session_id: str, request: Request) -> None:
+        """Close a session."""
+        request.app.state.store.close(session_id)
+
+    return app
+
+
+def load_engine(options: DeployOptions):
+    """The engine a replica serves (random tiny weights when ``options.random_weights``)."""
+    from streammuse.model.engine import StreamingEngine
+
+    device = "cuda" if options.num_gpus > 0 else "cpu"
+    if options.random_weights:
+        return StreamingEngine.random("tiny", seed=0, device=device)
+    return StreamingEngine.load(options.checkpoint, device=device)
+
+
+def build_app(args: dict | None = None):
+    """Ray Serve application builder (``import_path: streammuse.serving.app:build_app``).
+
+    ``args``: DeployOptions fields (serveConfigV2 ``args``).
+    """
+    from ray import serve
+    from ray.serve.config import AutoscalingConfig, RequestRouterConfig
+
+    options = DeployOptions(**(args or {}))
+    fastapi_app = create_app()
+
+    @serve.deployment(
+        name="StreamMuseServer",
+        max_ongoing_requests=options.max_ongoing_requests,
+        ray_actor_options={"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
+        autoscaling_config=AutoscalingConfig(
+            min_replicas=options.min_replicas, max_replicas=options.max_replicas,
+            target_ongoing_requests=options.target_ongoing_requests, upscale_delay_s=10.0, downscale_delay_s=120.0),
+        request_router_config=RequestRouterConfig(
+            request_router_class=ROUTER_CLASS,
+            # 0 fallbacks: strict affinity; a busy replica queues, and supersedes stale work.
+            request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 0}),
+    )
+    @serve.ingress(fastapi_app)
+    class StreamMuseServer:
+        def __init__(self, options_dict: dict) -> None:
+            opts = DeployOptions(**options_dict)
+            fastapi_app.state.store = SessionStore(load_engine(opts), opts.store_options())
+            fastapi_app.state.token = os.environ.get(TOKEN_ENV) or None
+
+    return StreamMuseServer.bind(asdict(options))
