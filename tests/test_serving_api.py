@@ -1,0 +1,116 @@
+"""The HTTP API on the real (random tiny) engine: every bad input a 4xx with an ErrorResponse."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from streammuse.model.engine import StreamingEngine
+from streammuse.serving.app import MAX_BODY_BYTES, create_app
+from streammuse.serving.sessions import SessionStore
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return StreamingEngine.random("tiny", seed=0)
+
+
+@pytest.fixture()
+def client(engine):
+    with TestClient(create_app(SessionStore(engine))) as c:
+        yield c
+
+
+def _session(client) -> str:
+    return client.post("/v1/sessions", json={"bpm": 120, "seed": 1}).json()["session_id"]
+
+
+def _error(response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"code", "detail"} and body["code"] == code
+    return body["detail"]
+
+
+def test_infer_answers_gen_len_frames_of_notes(client):
+    sid = _session(client)
+    r = client.post(f"/v1/sessions/{sid}/infer", json={"request_tick": 2, "gen_len": 3, "melody": [[[60, 2]], []]})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["request_tick"] == 2 and len(body["accompaniment"]) == 3
+    assert all(len(frame) <= 4 and all(21 <= p <= 108 and d >= 1 for p, d in frame) for frame in body["accompaniment"])
+    assert body["inference_ms"] > 0 and body["queue_ms"] >= 0
+    # An older request arriving after a newer one ran is superseded, never answered late.
+    r = client.post(f"/v1/sessions/{sid}/infer", json={"request_tick": 1, "gen_len": 3})
+    assert r.json() == {"status": "superseded", "request_tick": 1, "accompaniment": [], "queue_ms": 0.0, "inference_ms": 0.0}
+
+
+def test_session_ids_are_unguessable_and_distinct(client):
+    ids = {_session(client) for _ in range(20)}
+    assert len(ids) == 20
+    assert all(len(i.split(".")[0]) >= 22 for i in ids)  # 128 random bits, urlsafe base64
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"gen_len": 3}, 422, "bad_request"),  # missing request_tick
+        ({"request_tick": "soon", "gen_len": 3}, 422, "bad_request"),  # wrong type
+        ({"request_tick": 0, "gen_len": 0}, 422, "out_of_range"),  # GL <= 0
+        ({"request_tick": 0, "gen_len": 33}, 422, "out_of_range"),  # GL above the maximum
+        ({"request_tick": 1, "gen_len": 1, "melody": [[[200, 1]]]}, 422, "out_of_range"),  # pitch
+        ({"request_tick": 1, "gen_len": 1, "melody": [[[60, 0]]]}, 422, "out_of_range"),  # duration 0
+        ({"request_tick": 1, "gen_len": 1, "melody": [[[60, 1]] * 5]}, 422, "out_of_range"),  # 5 notes
+        ({"request_tick": 1, "gen_len": 1, "bogus": 1}, 422, "bad_request"),  # unknown field
+        ({"request_tick": 2, "gen_len": 1, "melody": [[], [], []], "melody_start": 0}, 422, "out_of_range"),  # chunk in the future
+        ({"request_tick": 5000, "gen_len": 1, "melody_start": 0}, 422, "out_of_range"),  # far past the session
+    ],
+)
+def test_bad_infer_bodies_are_4xx(client, body, status, code):
+    sid = _session(client)
+    _error(client.post(f"/v1/sessions/{sid}/infer", json=body), status, code)
+
+
+def test_malformed_json_and_oversized_body(client):
+    sid = _session(client)
+    headers = {"content-type": "application/json"}
+    _error(client.post(f"/v1/sessions/{sid}/infer", content=b'{"request_tick": 1,', headers=headers), 400, "bad_request")
+    _error(client.post("/v1/sessions", content=b"[1, 2", headers=headers), 400, "bad_request")
+    big = b'{"request_tick": 1, "gen_len": 1, "melody": [' + b"[]," * (MAX_BODY_BYTES // 3) + b"[]]}"
+    _error(client.post(f"/v1/sessions/{sid}/infer", content=big, headers=headers), 413, "too_large")
+    _error(client.post("/v1/sessions", json={"bpm": -3}), 422, "out_of_range")
+
+
+def test_unknown_and_closed_sessions(client):
+    _error(client.post("/v1/sessions/not-a-session/infer", json={"request_tick": 0, "gen_len": 1}), 404, "unknown_session")
+    sid = _session(client)
+    # A session this replica never held, asked for tick 8 with history: the client must re-send context.
+    _error(client.post(f"/v1/sessions/{sid}/infer", json={"request_tick": 8, "gen_len": 1, "melody": [[]]}), 404, "unknown_session")
+    assert client.delete(f"/v1/sessions/{sid}").status_code == 204
+    _error(client.post(f"/v1/sessions/{sid}/infer", json={"request_tick": 0, "gen_len": 1}), 404, "unknown_session")
+
+
+def test_context_rebuilds_a_session_any_replica_lacks(client):
+    sid = _session(client)
+    context = {"melody": [[[60, 4]], [], [[62, 2]], []], "accompaniment": [[[48, 4]], [], [], [[43, 2]]]}
+    r = client.post(f"/v1/sessions/{sid}/infer", json={"request_tick": 4, "gen_len": 2, "context": context})
+    assert r.status_code == 200 and r.json()["status"] == "ok" and len(r.json()["accompaniment"]) == 2
+    bad = {"melody": [[]], "accompaniment": []}
+    _error(client.post(f"/v1/sessions/{sid}/infer", json={"request_tick": 6, "gen_len": 1, "context": bad}), 422, "bad_request")
+
+
+def test_bearer_token(engine, monkeypatch):
+    with TestClient(create_app(SessionStore(engine), token="s3cret")) as c:
+        assert c.get("/healthz").status_code == 200  # health needs no token
+        _error(c.post("/v1/sessions", json={}), 401, "unauthorized")
+        _error(c.get("/v1/model", headers={"authorization": "Bearer wrong"}), 401, "unauthorized")
+        ok = {"authorization": "Bearer s3cret"}
+        assert c.post("/v1/sessions", json={}, headers=ok).status_code == 200
+        assert c.get("/v1/model", headers=ok).json()["model_id"] == "random-0"
+        _error(c.delete("/v1/sessions/x", headers={}), 401, "unauthorized")
+
+
+def test_openapi_publishes_the_api_and_no_listing(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths) == {"/healthz", "/v1/model", "/v1/sessions", "/v1/sessions/{session_id}/infer", "/v1/sessions/{session_id}"}
+    assert "get" not in paths["/v1/sessions"] and "get" not in paths["/v1/sessions/{session_id}"]
