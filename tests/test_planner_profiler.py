@@ -87,3 +87,17 @@ def test_build_profile_without_network():
     profile, _ = build_profile(samples, name="local-measured", description="")
     assert profile["network"] is None
     assert profile["rtt_fit"]["mean"]["b"] == pytest.approx(3.0)
+
+
+def test_measure_rtt_against_the_real_engine_in_process():
+    from streammuse.client.inprocess import InProcessTransport
+    from streammuse.model.engine import StreamingEngine
+
+    transport = InProcessTransport(StreamingEngine.random("tiny", seed=0))
+    table = measure_rtt(transport, ProfileSettings(gen_lens=(1, 2), samples=1), empty_frames(4))
+    assert table["gen_len"].tolist() == [1, 2]
+    assert (table["network_ms"] == 0).all()
+    # Nothing is injected: the RTT is the call itself, which contains the engine's time.
+    assert (table["inference_ms"] > 0).all()
+    assert (table["rtt_ms"] >= table["inference_ms"]).all()
+    assert transport.sessions == {}

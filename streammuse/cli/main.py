@@ -52,6 +52,7 @@ def _root() -> None:
 # listed here only once its commands work.
 COMMAND_MODULES: list[str] = [
     "streammuse.cli.plan",
+    "streammuse.cli.profile",
     "streammuse.cli.datasets",
     "streammuse.cli.report",
 ]
