@@ -120,7 +120,8 @@ def group_rows(rows: list[Row], paper: list[Row] | None = None) -> dict[str, lis
                       key=lambda s: (SETTING_ORDER.index(s) if s in SETTING_ORDER else 99, s))
     offline = [r for r in rows if r.offline]
     if not settings:
-        return {"offline": offline}
+        their_offline = [r for r in (paper or []) if r.offline][:1]  # the same row in (a), (b), (c)
+        return {"offline": offline + their_offline}
     tables = {}
     for setting in settings:
         ours = [r for r in rows if r.setting == setting]
