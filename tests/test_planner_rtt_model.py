@@ -76,3 +76,12 @@ def test_fit_pareto_rejects_bad_samples():
         fit_pareto(np.arange(5.0))
     with pytest.raises(StreamMuseError, match="no spread"):
         fit_pareto(np.full(100, 7.0))
+
+
+def test_fit_pareto_light_tail_is_pinned_not_divergent():
+    # An exponential excess (mean 2 ms) is the alpha -> infinity limit of the Lomax law.
+    # With seed 2 the free MLE runs to alpha ~ 1e13; pinned, the mean excess survives.
+    rng = np.random.default_rng(2)
+    net = fit_pareto(50.0 + rng.exponential(2.0, 60))
+    assert net.alpha == 100.0
+    assert net.x_min_ms / (net.alpha - 1) == pytest.approx(2.0, rel=0.3)  # E[xi - x_min]

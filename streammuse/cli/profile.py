@@ -32,41 +32,42 @@ def melody_for(song: Path | None) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def open_transport(server: str | None, checkpoint: Path | None, setting: str):
-    """The transport to measure: ``--server URL`` over HTTP, ``--server inprocess`` (the
-    engine called in this process: inference alone, no server), or by default an embedded
-    server started here (IPC for ``local``, HTTP otherwise) and stopped afterwards."""
+def open_transport(server: str | None, checkpoint: Path | None, random_weights: bool):
+    """The transport to measure: ``--server URL`` (``http://host:port`` or ``ipc://PATH``),
+    ``--server inprocess`` (the engine called in this process: inference alone, no
+    server), or by default an embedded IPC server started here and stopped afterwards
+    (the network part is injected either way, so a local server is what is measured)."""
     if server == "inprocess":
         from streammuse.client.inprocess import InProcessTransport
         from streammuse.model.engine import StreamingEngine
 
-        transport = InProcessTransport(StreamingEngine.load(path=checkpoint))
+        engine = StreamingEngine.random("tiny") if random_weights else StreamingEngine.load(path=checkpoint)
+        transport = InProcessTransport(engine)
         try:
             yield transport
         finally:
             transport.close()
         return
-    try:
-        from streammuse.serving import transport as tr
-    except ImportError:
-        raise StreamMuseError("this install has no server transport; use --server inprocess") from None
+    from streammuse.serving import transport as tr
+
     if server is not None:
-        transport = tr.HttpTransport(server)
+        transport = tr.connect(server)
         try:
             yield transport
         finally:
             transport.close()
         return
-    with tr.start_embedded("ipc" if setting == "local" else "http") as transport:
+    with tr.start_embedded("ipc", checkpoint=checkpoint, random_weights=random_weights) as transport:
         yield transport
 
 
 def profile(
     gen_lens: Annotated[str, typer.Option(help="GLs to sweep: a range 1-16 and/or a list 1,2,4.")] = "1-16",
     samples: Annotated[int, typer.Option(help="Requests per GL (after 2 warm-up requests).")] = 1000,
-    server: Annotated[str | None, typer.Option(help="Server URL (http://host:port), or inprocess (the engine in this process); default: an embedded server.")] = None,
+    server: Annotated[str | None, typer.Option(help="Server URL (http://host:port or ipc://PATH), or inprocess (the engine in this process); default: an embedded IPC server.")] = None,
     setting: Annotated[str, typer.Option(help="Latency profile whose network delay is injected client-side (name or JSON).")] = "local",
-    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint for --server inprocess; default: the shipped one.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint for the embedded or in-process engine; default: the shipped one.")] = None,
+    random_weights: Annotated[bool, typer.Option(help="Embedded/in-process engine with untrained weights of the shipped size (timing only).")] = False,
     song: Annotated[Path | None, typer.Option(help="MIDI whose melody is fed, one frame per request; default: silence.")] = None,
     bpm: Annotated[float, typer.Option(help="BPM the sessions are opened with.")] = 120.0,
     seed: Annotated[int, typer.Option(help="Seed for sampling and the injected delays.")] = 0,
@@ -84,12 +85,14 @@ def profile(
     melody = melody_for(song)
     console = Console(highlight=False, soft_wrap=True)
     total = len(settings.gen_lens) * (samples + 2)
-    with open_transport(server, checkpoint, latency.name) as transport, Progress(console=console, transient=True) as progress:
+    with open_transport(server, checkpoint, random_weights) as transport, Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"profiling {len(settings.gen_lens)} GLs", total=total)
         table = measure_rtt(
             transport, settings, melody, LatencyInjector(latency, seed), on_request=lambda: progress.advance(task)
         )
-    where = server or "embedded server"
+    where = server or "embedded IPC server"
+    if random_weights:
+        where += " (untrained weights)"
     description = (
         f"measured by `streammuse profile` on {platform.node()} "
         f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC) against {where}, network of profile "

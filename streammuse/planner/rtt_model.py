@@ -26,9 +26,10 @@ MIN_SAMPLES_PER_GEN_LEN = 20
 MIN_NETWORK_SAMPLES = 20
 # z for the one-sided 95% point of a normal: the eps term's share of RT95.
 Z_95 = 1.6448536269514722
-# Tail indices beyond this describe a delay with no tail worth modelling; the MLE can run
-# off to infinity on near-constant data, so it is capped here.
-MAX_ALPHA = 1000.0
+# Tail indices beyond this describe a delay with no tail worth modelling. On few or
+# light-tailed samples the Lomax MLE runs off towards its exponential limit (alpha and
+# x_min -> infinity, x_min / alpha fixed); alpha is then pinned here and x_min refitted.
+MAX_ALPHA = 100.0
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,9 @@ def fit_pareto(network_ms: np.ndarray) -> ParetoNetwork:
     Estimator: nu is the smallest sample (the MLE of a lower bound). The excess
     Y = NL - nu then satisfies P(Y > y) = (x_min / (x_min + y))^alpha, a Lomax (Pareto II)
     law with scale x_min and shape alpha, so both are identifiable from the excess and
-    found by maximum likelihood (``scipy.stats.lomax.fit`` with location 0). alpha is
-    capped at 1000 (a delay with no real tail). Needs >= 20 samples with some spread.
+    found by maximum likelihood (``scipy.stats.lomax.fit`` with location 0). When the MLE
+    runs past alpha = 100 (an exponential-looking tail), alpha is fixed at 100 and x_min
+    refitted. Needs >= 20 samples with some spread.
     """
     network_ms = np.asarray(network_ms, dtype=float)
     if len(network_ms) < MIN_NETWORK_SAMPLES:
@@ -174,5 +176,6 @@ def fit_pareto(network_ms: np.ndarray) -> ParetoNetwork:
     from scipy import stats  # imported here: scipy.stats is slow to load for every CLI call
 
     alpha, _, x_min_ms = stats.lomax.fit(excess, floc=0.0)
-    alpha = float(min(alpha, MAX_ALPHA))
+    if alpha > MAX_ALPHA:
+        alpha, _, x_min_ms = stats.lomax.fit(excess, f0=MAX_ALPHA, floc=0.0)
     return ParetoNetwork(nu_ms=nu_ms, x_min_ms=float(x_min_ms), alpha=alpha)
