@@ -55,6 +55,7 @@ COMMAND_MODULES: list[str] = [
     "streammuse.cli.profile",
     "streammuse.cli.datasets",
     "streammuse.cli.report",
+    "streammuse.cli.serve",
 ]
 
 for _name in COMMAND_MODULES:

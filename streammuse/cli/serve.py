@@ -1,0 +1,115 @@
+"""`streammuse serve` and `streammuse deploy`: run the Serve app locally or on Kubernetes."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from streammuse.errors import StreamMuseError
+from streammuse.serving.app import DeployOptions
+
+_console = Console()
+
+
+def _options(min_replicas: int, max_replicas: int, target: float, num_gpus: float, num_cpus: float,
+             checkpoint: Path | None, ttl: float, max_sessions: int) -> DeployOptions:
+    if not 0 <= min_replicas <= max_replicas or max_replicas < 1:
+        raise StreamMuseError(f"--min-replicas/--max-replicas: need 0 <= min <= max and max >= 1, got {min_replicas}/{max_replicas}")
+    if checkpoint is not None and not checkpoint.is_dir():
+        raise StreamMuseError(f"--checkpoint: {checkpoint} is not a folder")
+    return DeployOptions(min_replicas=min_replicas, max_replicas=max_replicas, target_ongoing_requests=target,
+                         num_gpus=num_gpus, num_cpus=num_cpus, checkpoint=str(checkpoint) if checkpoint else None,
+                         session_ttl_s=ttl, max_sessions=max_sessions)
+
+
+MinR = Annotated[int, typer.Option("--min-replicas", help="Fewest replicas (autoscaling).")]
+MaxR = Annotated[int, typer.Option("--max-replicas", help="Most replicas (autoscaling).")]
+Target = Annotated[float, typer.Option("--target-ongoing-requests", help="Autoscaling target per replica.")]
+Cpus = Annotated[float, typer.Option("--num-cpus", help="CPUs per replica.")]
+Ckpt = Annotated[Path | None, typer.Option(help="Checkpoint folder; default: the shipped one.")]
+Ttl = Annotated[float, typer.Option("--session-ttl", help="Seconds before an idle session is dropped.")]
+MaxS = Annotated[int, typer.Option("--max-sessions", help="Sessions one replica holds at most.")]
+
+
+def serve(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    min_replicas: MinR = 1, max_replicas: MaxR = 1, target_ongoing_requests: Target = 8.0,
+    num_gpus: Annotated[float, typer.Option("--num-gpus", help="GPUs per replica (0: CPU only).")] = 0.0,
+    num_cpus: Cpus = 1.0, checkpoint: Ckpt = None, session_ttl: Ttl = 600.0, max_sessions: MaxS = 256,
+) -> None:
+    """Start the StreamMUSE server on a local Ray instance; Ctrl-C stops it."""
+    from streammuse.serving.raylocal import start_local, stop_local
+
+    options = _options(min_replicas, max_replicas, target_ongoing_requests, num_gpus, num_cpus, checkpoint, session_ttl, max_sessions)
+    with _console.status("starting Ray and the Serve app ..."):
+        url = start_local(vars(options), port=port, host=host)
+    _console.print(f"StreamMUSE serving at [bold]{url}[/] (API docs {url}/docs); Ctrl-C stops")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with _console.status("stopping ..."):
+            stop_local()
+        _console.print("stopped")
+
+
+def deploy(
+    cluster: Annotated[str, typer.Option(help="'local' (detached Ray on this host) or 'k8s' (KubeRay RayService).")] = "local",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: write the YAML only, apply nothing.")] = False,
+    image: Annotated[str | None, typer.Option(help="k8s: container image (default: the project's CUDA image).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="k8s: where the manifest is written.")] = Path("k8s"),
+    cpu_only: Annotated[bool, typer.Option("--cpu-only", help="k8s: no GPUs (replicas on CPU workers).")] = False,
+    port: Annotated[int, typer.Option(help="local: HTTP port.")] = 8000,
+    min_replicas: MinR = 1, max_replicas: MaxR = 4, target_ongoing_requests: Target = 8.0,
+    num_cpus: Cpus = 1.0, checkpoint: Ckpt = None, session_ttl: Ttl = 600.0, max_sessions: MaxS = 256,
+) -> None:
+    """Deploy the server: detached on a local Ray instance, or as a RayService on Kubernetes."""
+    if cluster == "local":
+        _deploy_local(_options(min_replicas, max_replicas, target_ongoing_requests, 0.0, num_cpus, checkpoint, session_ttl, max_sessions), port)
+        return
+    if cluster != "k8s":
+        raise StreamMuseError(f"--cluster: unknown cluster {cluster!r} (expected 'local' or 'k8s')")
+    from streammuse.serving import k8s
+
+    options = _options(min_replicas, max_replicas, target_ongoing_requests, 0.0 if cpu_only else 1.0, num_cpus, None, session_ttl, max_sessions)
+    if checkpoint is not None:
+        options.checkpoint = str(checkpoint)  # a path inside the image or a mounted volume
+    path = k8s.write_manifest(k8s.render_rayservice(options, image=image or k8s.DEFAULT_IMAGE), out_dir)
+    _console.print(f"wrote {path}")
+    if not dry_run:
+        _console.print(k8s.apply_manifest(path))
+
+
+def _deploy_local(options: DeployOptions, port: int) -> None:
+    """Start a detached local Ray head and run the app on it; it outlives this command."""
+    import shutil
+    import subprocess
+
+    ray_bin = shutil.which("ray")
+    if ray_bin is None:
+        raise StreamMuseError("the `ray` command is not on PATH (is ray[serve] installed in this environment?)")
+    started = subprocess.run([ray_bin, "start", "--head", "--disable-usage-stats"], capture_output=True, text=True)
+    if started.returncode != 0 and "already" not in started.stdout + started.stderr:
+        raise StreamMuseError(f"ray start failed: {(started.stderr.strip().splitlines() or ['?'])[-1]}")
+    import ray
+
+    from streammuse.serving.raylocal import start_local
+
+    url = start_local(vars(options), port=port, host="0.0.0.0", address="auto")
+    ray.shutdown()  # disconnect only: the detached Serve app keeps running
+    _console.print(f"StreamMUSE deployed at [bold]{url.replace('0.0.0.0', '127.0.0.1')}[/]; stop it with `ray stop`")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` and `deploy` to the streammuse app."""
+    app.command("serve")(serve)
+    app.command("deploy")(deploy)

@@ -1,0 +1,132 @@
+"""Render the KubeRay ``RayService`` that runs the Serve app on Kubernetes, and apply it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from streammuse.errors import StreamMuseError
+from streammuse.serving.app import DeployOptions
+
+RAY_VERSION = "2.60.0"  # the consistent-hash router is experimental: image and operator pin this
+DEFAULT_IMAGE = "ghcr.io/streammuse/streammuse:latest-cuda"
+SERVE_PORT = 8000
+
+
+def serve_config(options: DeployOptions) -> dict:
+    """serveConfigV2: the app builder, its args, and the deployment's autoscaling."""
+    args = {k: v for k, v in asdict(options).items() if k not in ("name", "route_prefix", "random_weights") and v is not None}
+    return {
+        "applications": [{
+            "name": options.name,
+            "import_path": "streammuse.serving.app:build_app",
+            "route_prefix": options.route_prefix,
+            "args": args,
+            "deployments": [{
+                "name": "StreamMuseServer",
+                "max_ongoing_requests": options.max_ongoing_requests,
+                "autoscaling_config": {
+                    "min_replicas": options.min_replicas,
+                    "max_replicas": options.max_replicas,
+                    "target_ongoing_requests": options.target_ongoing_requests,
+                    "upscale_delay_s": 10.0,
+                    "downscale_delay_s": 120.0,
+                },
+                "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
+            }],
+        }],
+    }
+
+
+def _container(name: str, image: str, resources: dict, ports: list[tuple[str, int]], probe: dict) -> dict:
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": n, "containerPort": p} for n, p in ports],
+        "resources": {"requests": resources, "limits": resources},
+        "env": [{"name": "STREAMMUSE_TOKEN", "valueFrom": {"secretKeyRef": {"name": "streammuse-token", "key": "token", "optional": True}}}],
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "initialDelaySeconds": 60, "failureThreshold": 5},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False},
+    }
+
+
+def render_rayservice(options: DeployOptions, image: str = DEFAULT_IMAGE, name: str = "streammuse") -> dict:
+    """The RayService manifest: a CPU head (no replicas on it) and a worker group with
+    one replica per pod (``nvidia.com/gpu: 1`` unless CPU-only)."""
+    http_probe = {"httpGet": {"path": "/-/healthz", "port": SERVE_PORT}, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
+    head_probe = {"httpGet": {"path": "/api/gcs_healthz", "port": 8265}, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
+    worker_resources = {"cpu": str(max(2, int(options.num_cpus) + 1)), "memory": "8Gi"}
+    if not options.cpu_only:
+        worker_resources["nvidia.com/gpu"] = str(max(1, int(options.num_gpus)))
+    worker_pod: dict = {"containers": [_container("ray-worker", image, worker_resources, [("serve", SERVE_PORT)], http_probe)]}
+    if not options.cpu_only:
+        worker_pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    head_ports = [("gcs", 6379), ("dashboard", 8265), ("client", 10001), ("serve", SERVE_PORT)]
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "streammuse"}},
+        "spec": {
+            "serveConfigV2": yaml.safe_dump(serve_config(options), sort_keys=False),
+            "rayClusterConfig": {
+                "rayVersion": RAY_VERSION,
+                "enableInTreeAutoscaling": True,
+                "headGroupSpec": {
+                    "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+                    "template": {"spec": {"containers": [_container("ray-head", image, {"cpu": "2", "memory": "4Gi"}, head_ports, head_probe)]}},
+                },
+                "workerGroupSpecs": [{
+                    "groupName": "cpu-workers" if options.cpu_only else "gpu-workers",
+                    "replicas": options.min_replicas,
+                    "minReplicas": options.min_replicas,
+                    "maxReplicas": options.max_replicas,
+                    "rayStartParams": {},
+                    "template": {"spec": worker_pod},
+                }],
+            },
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings as ``|`` blocks (serveConfigV2 stays readable), no anchors."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+_Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
+
+
+def write_manifest(manifest: dict, out_dir: Path) -> Path:
+    """Write ``manifest`` to ``out_dir/rayservice.yaml``; the path."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "rayservice.yaml"
+        path.write_text("# Rendered by `streammuse deploy --cluster k8s`; edit the flags, not this file.\n"
+                        + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False))
+    except OSError as exc:
+        raise StreamMuseError(f"cannot write the manifest into {out_dir}: {exc.strerror}") from None
+    return path
+
+
+def apply_manifest(path: Path) -> str:
+    """``kubectl apply -f path`` on the current context; its output. StreamMuseError when
+    kubectl, a context or the cluster is missing."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise StreamMuseError(f"kubectl not found; the manifest is in {path} (apply it with kubectl apply -f)")
+    context = subprocess.run([kubectl, "config", "current-context"], capture_output=True, text=True)
+    if context.returncode != 0:
+        raise StreamMuseError(f"kubectl has no current context; the manifest is in {path}")
+    done = subprocess.run([kubectl, "apply", "-f", str(path)], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["kubectl apply failed"])[-1]
+        raise StreamMuseError(f"cluster {context.stdout.strip()!r} unreachable or refused the manifest: {last}")
+    return done.stdout.strip()

@@ -1,0 +1,65 @@
+"""`streammuse deploy`: the KubeRay RayService validates against the CRD schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from streammuse.cli.main import app
+
+REPO = Path(__file__).resolve().parents[1]
+CRD = REPO.parent / "shared" / "schemas" / "kuberay" / "ray.io_rayservices.yaml"
+
+
+@pytest.fixture(scope="module")
+def rayservice_schema() -> dict:
+    crd = yaml.safe_load(CRD.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def _serve_app(manifest: dict) -> dict:
+    return yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"][0]
+
+
+def test_committed_manifest_validates_and_is_the_default(rayservice_schema, tmp_path):
+    committed = yaml.safe_load((REPO / "k8s" / "rayservice.yaml").read_text())
+    jsonschema.validate(committed, rayservice_schema)
+    result = CliRunner().invoke(app, ["deploy", "--cluster", "k8s", "--dry-run", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "rayservice.yaml").read_text()) == committed
+    workers = committed["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    container = workers["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["readinessProbe"]["httpGet"]["port"] == 8000
+    serve_app = _serve_app(committed)
+    assert serve_app["import_path"] == "streammuse.serving.app:build_app"
+    assert serve_app["deployments"][0]["autoscaling_config"]["max_replicas"] == 4
+
+
+def test_flags_reach_the_manifest(rayservice_schema, tmp_path):
+    args = ["deploy", "--cluster", "k8s", "--dry-run", "--out-dir", str(tmp_path), "--image", "reg.example/sm:1",
+            "--min-replicas", "2", "--max-replicas", "6", "--cpu-only"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    manifest = yaml.safe_load((tmp_path / "rayservice.yaml").read_text())
+    jsonschema.validate(manifest, rayservice_schema)
+    group = manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    assert (group["minReplicas"], group["maxReplicas"]) == (2, 6)
+    assert "nvidia.com/gpu" not in group["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert group["template"]["spec"]["containers"][0]["image"] == "reg.example/sm:1"
+    assert _serve_app(manifest)["deployments"][0]["ray_actor_options"]["num_gpus"] == 0.0
+
+
+def test_unknown_or_unreachable_cluster_is_one_line_exit_2(tmp_path, monkeypatch):
+    result = CliRunner().invoke(app, ["deploy", "--cluster", "mars"])
+    assert result.exit_code == 2 and "unknown cluster 'mars'" in result.output
+    monkeypatch.setenv("PATH", str(tmp_path))  # no kubectl
+    result = CliRunner().invoke(app, ["deploy", "--cluster", "k8s", "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "kubectl not found" in result.output
+    assert (tmp_path / "out" / "rayservice.yaml").exists()
+    result = CliRunner().invoke(app, ["deploy", "--cluster", "k8s", "--dry-run", "--min-replicas", "3", "--max-replicas", "2"])
+    assert result.exit_code == 2 and "--min-replicas" in result.output
