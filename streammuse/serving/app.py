@@ -67,12 +67,22 @@ class DeployOptions:
         return StoreOptions(self.session_ttl_s, self.max_sessions, self.max_batch_size, self.max_wait_ms)
 
 
+# Ray Serve hands each replica its own copy of the FastAPI app, so a replica's
+# __init__ publishes its store here rather than on the app object it closed over.
+_REPLICA: dict = {}
+
+
+def _state(request: Request, key: str):
+    value = getattr(request.app.state, key, None)
+    return value if value is not None else _REPLICA.get(key)
+
+
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse(ErrorResponse(code=code, detail=detail).model_dump(), status_code=status)
 
 
 def _check_token(request: Request) -> None:
-    token = request.app.state.token
+    token = _state(request, "token")
     if not token:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -84,6 +94,7 @@ def create_app(store: SessionStore | None = None, token: str | None = None) -> F
     """The FastAPI app; ``store`` and ``token`` may be set later on ``app.state``."""
     app = FastAPI(title="StreamMUSE", version="1", description="Frame-synchronous streaming accompaniment (docs/design.md section 3).")
     app.state.store, app.state.token = store, token
+    app.state.replica = "local" if store is not None else None
     auth = [Depends(_check_token)]
 
     @app.middleware("http")
@@ -93,7 +104,9 @@ def create_app(store: SessionStore | None = None, token: str | None = None) -> F
             return _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
         if length is None and request.method == "POST" and len(await request.body()) > MAX_BODY_BYTES:
             return _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
-        return await call_next(request)
+        response = await call_next(request)
+        response.headers["x-streammuse-replica"] = _state(request, "replica")  # which replica answered
+        return response
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
@@ -118,23 +131,23 @@ def create_app(store: SessionStore | None = None, token: str | None = None) -> F
     @app.get("/v1/model", dependencies=auth, responses=_ERRORS)
     async def model_info(request: Request) -> dict:
         """The served model's id and limits."""
-        engine = request.app.state.store.engine
+        engine = _state(request, "store").engine
         return {"model_id": engine.model_id, "max_gen_len": MAX_GEN_LEN, "device": str(engine.device)}
 
     @app.post("/v1/sessions", dependencies=auth, responses=_ERRORS)
     async def create_session(body: CreateSessionRequest, request: Request) -> CreateSessionResponse:
         """Open a session; the id is unguessable and carries the session's settings."""
-        return request.app.state.store.create(body)
+        return _state(request, "store").create(body)
 
     @app.post("/v1/sessions/{session_id}/infer", dependencies=auth, responses=_ERRORS)
     async def infer(session_id: str, body: InferRequest, request: Request) -> InferResponse:
         """Accompaniment for ticks s .. s+GL-1 (or ``superseded``); 404 unknown_session: re-send ``context``."""
-        return await request.app.state.store.infer(session_id, body)
+        return await _state(request, "store").infer(session_id, body)
 
     @app.delete("/v1/sessions/{session_id}", dependencies=auth, status_code=204, responses=_ERRORS)
     async def close_session(session_id: str, request: Request) -> None:
         """Close a session."""
-        request.app.state.store.close(session_id)
+        _state(request, "store").close(session_id)
 
     return app
 
@@ -176,7 +189,11 @@ def build_app(args: dict | None = None):
     class StreamMuseServer:
         def __init__(self, options_dict: dict) -> None:
             opts = DeployOptions(**options_dict)
-            fastapi_app.state.store = SessionStore(load_engine(opts), opts.store_options())
-            fastapi_app.state.token = os.environ.get(TOKEN_ENV) or None
+            from streammuse.serving import app as this_module
+
+            this_module._REPLICA.update(
+                store=SessionStore(load_engine(opts), opts.store_options()),
+                token=os.environ.get(TOKEN_ENV) or None,
+                replica=serve.get_replica_context().replica_id.to_full_id_str())
 
     return StreamMuseServer.bind(asdict(options))

@@ -1,0 +1,75 @@
+"""Integration: the Serve app on a local Ray instance with 2 replicas; a replica dies and
+its session is rebuilt from the context the client holds, and the song goes on."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import ray
+
+from streammuse.serving.raylocal import start_local, stop_local
+
+
+@pytest.fixture(scope="module")
+def url():
+    base = start_local({"min_replicas": 2, "max_replicas": 2, "random_weights": True, "num_cpus": 0.5}, num_cpus=2)
+    yield base
+    stop_local()
+
+
+class Song:
+    """A client: sends one melody frame per tick and keeps what it played, for context."""
+
+    def __init__(self, url: str, seed: int) -> None:
+        self.http = httpx.Client(base_url=url, timeout=60.0)
+        self.id = self.http.post("/v1/sessions", json={"seed": seed}).json()["session_id"]
+        self.melody: list = []
+        self.played: list = []
+        self.rebuilds = 0
+        self.replica = ""
+
+    def step(self, with_context: bool = False) -> httpx.Response:
+        s = len(self.melody) + 1
+        self.melody.append([[60 + s % 7, 1]])
+        body = {"request_tick": s, "gen_len": 2, "melody": self.melody[-1:]}
+        if with_context:
+            body = {"request_tick": s, "gen_len": 2, "context": {"melody": self.melody, "accompaniment": self.played + [[]]}}
+        r = self.http.post(f"/v1/sessions/{self.id}/infer", json=body, headers={"x-session-id": self.id})
+        if r.status_code == 200:
+            self.played.append(r.json()["accompaniment"][0])
+            self.replica = r.headers["x-streammuse-replica"]
+        else:
+            self.melody.pop()
+        return r
+
+    def step_rebuilding(self) -> str:
+        """One tick; on unknown_session re-send the context (the client's side of affinity)."""
+        deadline = time.monotonic() + 60
+        while True:
+            r = self.step()
+            if r.status_code == 404 and r.json()["code"] == "unknown_session":
+                self.rebuilds += 1
+                r = self.step(with_context=True)
+            if r.status_code == 200 or time.monotonic() > deadline:
+                return r.json()["status"] if r.status_code == 200 else f"{r.status_code}"
+            time.sleep(0.5)  # the dying replica's requests fail until the router drops it
+
+
+def test_a_killed_replica_session_rebuilds_from_context(url):
+    songs = [Song(url, seed=1), Song(url, seed=2)]
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(2):
+            assert list(pool.map(lambda song: song.step().json()["status"], songs)) == ["ok", "ok"]
+    for song in songs:  # affinity: every request of a session reached one replica
+        first = song.replica
+        assert song.step().status_code == 200 and song.replica == first
+    victim = songs[0].replica
+    ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(2):
+            assert list(pool.map(Song.step_rebuilding, songs)) == ["ok", "ok"]
+    assert songs[0].rebuilds >= 1 and songs[0].replica != victim
+    assert [len(s.played) for s in songs] == [5, 5]
