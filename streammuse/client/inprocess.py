@@ -54,9 +54,9 @@ class InProcessTransport:
         """
         sess = self.sessions.get(session_id)
         if sess is None:
-            from streammuse.serving.transport import UnknownSession
+            from streammuse.client.sim import transport_errors
 
-            raise UnknownSession(session_id)
+            raise transport_errors()[0](session_id)
         s = request.request_tick
         if s < sess.fed_until and request.context is None:
             # Overtaken by a newer request that already ran: never answer with old news.

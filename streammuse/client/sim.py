@@ -60,8 +60,7 @@ def simulate_song(
     when the answer would have arrived, backs off, and after an unknown session opens a
     new one and re-sends its context.
     """
-    from streammuse.serving.transport import ServerUnavailable, UnknownSession
-
+    UnknownSession, ServerUnavailable = transport_errors()
     tau = client.tau_ms
     session = {"id": transport.create_session(session_request).session_id}
     server = _Server()
@@ -119,3 +118,20 @@ def simulate_song(
                     session["id"] = transport.create_session(session_request).session_id
     client.finish_pending()
     transport.close_session(session["id"])
+
+
+def transport_errors() -> tuple[type[BaseException], type[BaseException]]:
+    """``(UnknownSession, ServerUnavailable)`` as the serving transports raise them.
+
+    Without ``streammuse.serving.transport`` (a client-only install) nothing raises them,
+    so classes that are never raised stand in.
+    """
+    try:
+        from streammuse.serving.transport import ServerUnavailable, UnknownSession
+    except ImportError:
+        return _NeverRaised, _NeverRaised
+    return UnknownSession, ServerUnavailable
+
+
+class _NeverRaised(Exception):
+    """Stands in for a transport error when no serving transport is installed."""

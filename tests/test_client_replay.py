@@ -1,0 +1,98 @@
+"""Replays on the sim clock with a random-weight engine: determinism, resume, offline."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from streammuse.client import replay as rp
+from streammuse.client.latency import load_profile
+from streammuse.client.runs import RunWriter
+
+TESTSET = Path(__file__).resolve().parents[1] / "testset"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from streammuse.model.engine import StreamingEngine
+
+    return StreamingEngine.random("tiny", seed=0)
+
+
+def _cfg(tmp_path, **kw) -> rp.ReplayConfig:
+    base = dict(testset=TESTSET, setting="remote", clock="sim", interval=2, gen_len=5, songs=1, max_bars=1,
+                out=tmp_path, seed=3)
+    base.update(kw)
+    return rp.ReplayConfig(**base)
+
+
+def _run(cfg, engine, progress=None) -> Path:
+    songs = rp.load_songs(cfg)
+    profile = rp.resolve_profile(cfg)
+    writer = rp.open_run(cfg, profile, songs, "tiny-random")
+    rp.replay_sim(cfg, engine, songs, writer, profile, progress)
+    return writer.path
+
+
+def _tables(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(path / "requests.parquet"), pd.read_parquet(path / "ticks.parquet")
+
+
+def test_sim_clock_same_seed_same_event_log(tmp_path, engine):
+    a = _run(_cfg(tmp_path / "a"), engine)
+    b = _run(_cfg(tmp_path / "b"), engine)
+    (ra, ta), (rb, tb) = _tables(a), _tables(b)
+    pd.testing.assert_frame_equal(ra, rb)
+    pd.testing.assert_frame_equal(ta, tb)
+    for mid in sorted((a / "songs").glob("*.mid")):
+        assert mid.read_bytes() == (b / "songs" / mid.name).read_bytes()
+    # The remote profile's RTT (>= 148 ms) is more than a tick (125 ms): frame 0 is
+    # always late, so every played frame is a backup (S(t) >= 1), and requests are late.
+    assert ta.loc[ta.available == 1, "staleness"].min() >= 1
+    assert set(ra.status) <= {"late", "superseded"}
+    assert (ra.rtt_ms.dropna() >= 148.0).all()
+
+
+def test_sim_local_profile_staleness_zero(tmp_path, engine):
+    # Local: no network, modelled IL(3) = 0.05*9 + 3*3 + 2 = 11.45 ms < tau.
+    path = _run(_cfg(tmp_path, setting="local", interval=1, gen_len=3), engine)
+    assert len(pd.read_parquet(path / "ticks.parquet")) == 16
+    reqs, ticks = _tables(path)
+    assert (ticks.available == 1).all() and (ticks.staleness == 0).all() and ticks.fresh.all()
+    assert set(reqs.status) == {"ok"}
+    assert rp.realtime_summary(ticks) == {"isr": 1.0, "staleness": 0.0, "isr_w": 1.0}
+
+
+def test_resume_after_interrupted_run(tmp_path, engine):
+    cfg = _cfg(tmp_path / "runs", resume=True, songs=2, interval=4)
+
+    def interrupt(name):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, engine, progress=interrupt)
+    [folder] = (tmp_path / "runs").iterdir()
+    assert len(RunWriter(folder).done_songs()) == 1
+    assert _run(cfg, engine) == folder
+    assert len(RunWriter(folder).done_songs()) == 2
+    full = _run(_cfg(tmp_path / "full", songs=2, interval=4), engine)
+    for got, want in zip(_tables(folder), _tables(full)):
+        pd.testing.assert_frame_equal(got.sort_values(list(got.columns[:2])).reset_index(drop=True),
+                                      want.sort_values(list(want.columns[:2])).reset_index(drop=True))
+
+
+def test_run_folder_layout_and_offline(tmp_path, engine):
+    cfg = _cfg(tmp_path, setting="offline", interval=1, gen_len=1)
+    songs = rp.load_songs(cfg)
+    writer = rp.open_run(cfg, load_profile("local"), songs, "tiny-random")
+    rp.replay_offline(cfg, engine, songs, writer)
+    path = writer.path
+    assert path.name.endswith("-offline-I1-GL1")
+    manifest = writer.read_manifest()
+    for key in ("setting", "interval", "gen_len", "bpm", "clock", "profile", "seed", "sampling", "model_id",
+                "git_rev", "machine", "testset", "songs", "max_bars", "created", "streammuse_version"):
+        assert key in manifest
+    reqs, ticks = _tables(path)
+    assert len(ticks) == songs[0].n_ticks and (ticks.available == 1).all() and (ticks.staleness == 0).all()
+    assert (path / "songs" / f"{songs[0].name}.mid").is_file() and (path / "done" / songs[0].name).is_file()
+
