@@ -56,6 +56,7 @@ COMMAND_MODULES: list[str] = [
     "streammuse.cli.datasets",
     "streammuse.cli.report",
     "streammuse.cli.serve",
+    "streammuse.cli.replay",
 ]
 
 for _name in COMMAND_MODULES:

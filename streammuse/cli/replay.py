@@ -36,6 +36,7 @@ def replay(
     out: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     model: Annotated[Path | None, typer.Option(help="Checkpoint for --clock sim / offline; default: shipped.")] = None,
     server_time: Annotated[str, typer.Option(help="Sim clock server time: modelled (profile) or measured.")] = "modelled",
+    random_weights: Annotated[bool, typer.Option(help="Random tiny weights instead of a checkpoint (tests, speed).")] = False,
 ) -> None:
     """Replay the test set's melodies in real time against the model server and record
     what a listener would have heard (performance MIDI, request and tick logs)."""
@@ -56,7 +57,7 @@ def replay(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         total = progress.add_task("run", total=len(pairs) * len(song_list))
-        with _backend(cfg, model) as (engine, transport):
+        with _backend(cfg, model, random_weights) as (engine, transport):
             for i, gl in pairs:
                 pair_cfg = rp.with_pair(cfg, i, gl)
                 label = "offline" if setting == "offline" else f"{setting} I={i} GL={gl}"
@@ -108,15 +109,17 @@ class _SongBars:
 class _backend:
     """The engine (sim clock, offline) or the transport (wall clock) for the whole command."""
 
-    def __init__(self, cfg: rp.ReplayConfig, model: Path | None) -> None:
-        self.cfg, self.model, self._cm = cfg, model, None
+    def __init__(self, cfg: rp.ReplayConfig, model: Path | None, random_weights: bool) -> None:
+        self.cfg, self.model, self.random_weights, self._cm = cfg, model, random_weights, None
 
     def __enter__(self):
         if self.cfg.setting == "offline" or self.cfg.clock == "sim":
             from streammuse.model.engine import StreamingEngine
 
+            if self.random_weights:
+                return StreamingEngine.random("tiny", seed=self.cfg.seed), None
             return StreamingEngine.load(path=self.model), None
-        self._cm = rp.open_transport(self.cfg)
+        self._cm = rp.open_transport(self.cfg, self.model, self.random_weights)
         transport = self._cm.__enter__()
         try:
             rp.check_server(transport, self.cfg)

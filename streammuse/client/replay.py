@@ -237,17 +237,21 @@ def realtime_summary(ticks: pd.DataFrame) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def open_transport(cfg: ReplayConfig):
-    """The transport for a wall-clock run: ``--server URL`` over HTTP, else an embedded
-    server started here (IPC for ``local``, a local Ray Serve app otherwise) and stopped
-    on exit."""
+def open_transport(cfg: ReplayConfig, model: Path | None = None, random_weights: bool = False):
+    """The transport for a wall-clock run: ``--server URL`` (http:// or ipc://), else an
+    embedded server started here (IPC for ``local``, a local Ray Serve app otherwise) and
+    stopped on exit."""
     from streammuse.serving import transport as tr
 
     if cfg.server:
-        yield tr.HttpTransport(cfg.server)
+        transport = tr.connect(cfg.server)
+        try:
+            yield transport
+        finally:
+            transport.close()
         return
-    kind = "ipc" if cfg.setting == "local" else "http"
-    with tr.start_embedded(kind) as transport:
+    kind = "ipc" if cfg.setting == "local" else "ray"
+    with tr.start_embedded(kind, checkpoint=model, random_weights=random_weights) as transport:
         yield transport
 
 
