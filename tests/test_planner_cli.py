@@ -110,3 +110,12 @@ def test_plan_bad_profiles(tmp_path):
     result = CliRunner().invoke(app, ["plan", "--profile", str(empty)])
     assert result.exit_code == 2
     assert "neither rtt_fit.p95 nor server_model" in result.stderr
+
+
+def test_plan_warns_when_the_fit_goes_negative(tmp_path):
+    concave = tmp_path / "concave.json"
+    fit = {"a": -10.0, "b": 20.0, "c": 5.0}  # f95(3) = -25 ms: extrapolated nonsense
+    concave.write_text(json.dumps({"name": "concave", "network": None, "rtt_fit": {"mean": fit, "p95": fit}}))
+    result = CliRunner().invoke(app, ["plan", "--profile", str(concave), "--bpm", "120", "--max-gl", "4"])
+    assert result.exit_code == 0
+    assert "warning: f95(GL) <= 0 ms at GL = 3, 4" in result.output

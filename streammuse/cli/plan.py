@@ -91,6 +91,10 @@ def plan(
     console.print(
         f"profile {data['name']}: f95(GL) = {f95.a:.4g} GL^2 + {f95.b:.4g} GL + {f95.c:.4g} ms"
     )
+    bad = [gl for gl in range(1, max_gl + 1) if f95(gl) <= 0]
+    if bad:
+        console.print(f"[yellow]warning: f95(GL) <= 0 ms at GL = {', '.join(map(str, bad))}: the fit is "
+                      "extrapolating (read as 0 ms); profile those GLs before trusting these cells[/]")
     for p in plans:
         console.print(plan_table(p))
         console.print(f"feasible: {len(p.feasible_pairs)}/{p.max_i * p.max_gl} pairs ({p.feasible_share:.1%})")
