@@ -96,3 +96,53 @@ def test_run_folder_layout_and_offline(tmp_path, engine):
     assert len(ticks) == songs[0].n_ticks and (ticks.available == 1).all() and (ticks.staleness == 0).all()
     assert (path / "songs" / f"{songs[0].name}.mid").is_file() and (path / "done" / songs[0].name).is_file()
 
+
+
+def test_server_outage_backups_misses_and_context_resend(tmp_path, engine):
+    from streammuse.client.clock import tau_ms
+    from streammuse.client.inprocess import InProcessTransport
+    from streammuse.client.latency import LatencyInjector
+    from streammuse.client.session import SongClient
+    from streammuse.client.sim import simulate_song
+    from streammuse.datasets.frames import song_to_frames
+    from streammuse.serving.protocol import CreateSessionRequest
+    from streammuse.serving.transport import ServerUnavailable
+
+    class Outage(InProcessTransport):
+        """The server is down for requests 8 .. 15 and comes back without its sessions."""
+
+        def __init__(self, engine):
+            super().__init__(engine)
+            self.seen = []
+            self.restarted = False
+
+        def infer(self, session_id, request):
+            self.seen.append(request)
+            if 8 <= request.request_tick < 16:
+                raise ServerUnavailable("down")
+            if request.request_tick >= 16 and not self.restarted:
+                self.restarted = True
+                self.sessions.clear()  # it came back without its sessions
+            return super().infer(session_id, request)
+
+    [song] = rp.load_songs(_cfg(tmp_path, max_bars=2))
+    m, _, _ = song_to_frames(song)
+    client = SongClient(song.name, m, interval=1, gen_len=4, tau_ms=tau_ms(120))
+    transport = Outage(engine)
+    simulate_song(client, transport, LatencyInjector(load_profile("local"), 0), CreateSessionRequest())
+    status = {r.request_tick: r.status for r in client.requests}
+    # Backoff during the outage: failures at 8, 9, 11 (waited 2 ticks), 15 (waited 4);
+    # the next request, 23 (waited 8), finds the session gone: failed too.
+    assert [s for s in range(8, 24) if s in status] == [8, 9, 11, 15, 23]
+    assert all(status[s] == "failed" for s in (8, 9, 11, 15, 23))
+    ticks = {t.tick: t for t in client.tick_records()}
+    # Request 7 (GL = 4) leaves backups for ticks 8..10, then misses until service resumes.
+    assert [(ticks[t].available, ticks[t].request_id, ticks[t].staleness) for t in (8, 9, 10)] == [
+        (1, 7, 1), (1, 7, 2), (1, 7, 3)]
+    assert ticks[11].available == 0
+    # After the unknown session, the next request carries the context and is answered.
+    resent = [r for r in transport.seen if r.context is not None]
+    assert resent and len(resent[0].context.melody) == resent[0].request_tick
+    after = [r for r in client.requests if r.request_tick >= resent[0].request_tick]
+    assert after[0].status == "ok"
+    assert ticks[len(ticks) - 1].available == 1
