@@ -34,7 +34,12 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  namespace="streammuse", ignore_reinit_error=True)
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(options), name=APP_NAME, route_prefix="/", blocking=False)
+    try:
+        serve.run(build_app(options), name=APP_NAME, route_prefix="/", blocking=False)
+    except RuntimeError as exc:  # a replica's __init__ failed (no checkpoint, no GPU, ...)
+        reason = _failure_reason() or str(exc).splitlines()[0]
+        stop_local()
+        raise StreamMuseError(f"the Serve app failed to start: {reason}") from None
     url = f"http://{host}:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -43,9 +48,27 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
                 return url
         except httpx.HTTPError:
             pass
+        app = serve.status().applications.get(APP_NAME)
+        if app is not None and app.status == "DEPLOY_FAILED":
+            stop_local()
+            last = (app.message.strip().splitlines() or ["?"])[-1]
+            raise StreamMuseError(f"the Serve app failed to start: {last}")
         time.sleep(0.5)
     stop_local()
     raise StreamMuseError(f"the Serve app did not become healthy at {url} within {timeout_s:.0f} s")
+
+
+def _failure_reason() -> str:
+    """The last line of the failed deployment's error (the replica's exception)."""
+    from ray import serve
+
+    try:
+        app = serve.status().applications.get(APP_NAME)
+    except Exception:  # the status call itself failing must not hide the real error
+        return ""
+    messages = [d.message for d in (app.deployments.values() if app else []) if d.message] + ([app.message] if app else [])
+    lines = [ln.strip() for m in messages for ln in m.splitlines() if "Error" in ln]
+    return lines[-1] if lines else ""
 
 
 def stop_local() -> None:
