@@ -55,7 +55,8 @@ def jitter(n_songs: int, bars: int, bpm: float) -> np.ndarray:
     return np.concatenate([s.clock.lateness_ms for s in songs])
 
 
-def sim_speed(folder: str, gen_len: int, interval: int) -> None:
+def sim_speed(folder: str, gen_len: int, interval: int, songs: int | None, max_bars: int | None,
+              random_weights: bool) -> None:
     """Replay the whole test set on the sim clock; print songs per minute."""
     from streammuse.client.replay import ReplayConfig, load_songs, replay_sim
     from streammuse.client.runs import RunWriter
@@ -64,9 +65,9 @@ def sim_speed(folder: str, gen_len: int, interval: int) -> None:
     from pathlib import Path
 
     cfg = ReplayConfig(testset=Path(folder), setting="local", clock="sim", interval=interval, gen_len=gen_len,
-                       songs=None, max_bars=None)
+                       songs=songs, max_bars=max_bars)
     songs = load_songs(cfg)
-    engine = StreamingEngine.load()
+    engine = StreamingEngine.random("tiny") if random_weights else StreamingEngine.load()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         replay_sim(cfg, engine, songs, RunWriter(Path(tmp)), load_profile("local"))
@@ -111,6 +112,9 @@ def main() -> None:
     s.add_argument("testset")
     s.add_argument("--interval", type=int, default=2)
     s.add_argument("--gen-len", type=int, default=5)
+    s.add_argument("--songs", type=int, default=None, help="first N songs (default: all)")
+    s.add_argument("--max-bars", type=int, default=None)
+    s.add_argument("--random-weights", action="store_true", help="random tiny weights (same compute)")
     m = sub.add_parser("il")
     m.add_argument("--gen-lens", default="1,2,3,5,9,15")
     m.add_argument("--repeats", type=int, default=20)
@@ -123,7 +127,7 @@ def main() -> None:
     elif args.what == "il":
         server_model([int(x) for x in args.gen_lens.split(",")], args.repeats)
     else:
-        sim_speed(args.testset, args.gen_len, args.interval)
+        sim_speed(args.testset, args.gen_len, args.interval, args.songs, args.max_bars, args.random_weights)
 
 
 if __name__ == "__main__":
