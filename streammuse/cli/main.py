@@ -53,6 +53,7 @@ def _root() -> None:
 COMMAND_MODULES: list[str] = [
     "streammuse.cli.plan",
     "streammuse.cli.profile",
+    "streammuse.cli.gate",
     "streammuse.cli.datasets",
     "streammuse.cli.report",
     "streammuse.cli.serve",

@@ -1,0 +1,143 @@
+"""The gate's fixed evaluation: a few test songs, cropped, seeded, on the sim clock.
+
+Configurations (``GateConfig.configurations``): the offline baseline (I = 1, GL = 1, no
+latency) and sim-clock replays under shipped latency profiles with a modelled server time
+(``server_model`` of the profile), so the event log depends on the seeds alone, not on
+this machine's speed. Every configuration's run folder is written as ``streammuse
+replay`` writes it, then scored: real-time metrics (ISR, Staleness, ISR_w; paper V-D)
+from ``ticks.parquet`` and music metrics of the performance against the test set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from streammuse.errors import StreamMuseError
+
+# (setting, I, GL). The remote pair is the planner's recommendation at 120 BPM
+# (`streammuse plan --profile remote --bpm 120`), local-server's a deliberately tight one.
+DEFAULT_CONFIGURATIONS: tuple[tuple[str, int, int], ...] = (
+    ("offline", 1, 1),
+    ("local", 1, 2),
+    ("remote", 2, 4),
+)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Everything that fixes the gate's evaluation (stored in the baseline)."""
+
+    testset: Path = Path("testset")
+    # Small on purpose: the whole gate must stay well under 2 minutes on 2 CPU cores.
+    songs: int = 1
+    max_bars: int = 4
+    bpm: float = 120.0
+    seed: int = 0
+    configurations: tuple[tuple[str, int, int], ...] = DEFAULT_CONFIGURATIONS
+    sampling: dict = field(default_factory=lambda: {"temperature": 1.0, "top_k": 0, "top_p": 0.95})
+
+    def to_dict(self) -> dict:
+        """JSON form (paths as strings, pairs as lists)."""
+        data = asdict(self)
+        data["testset"] = str(self.testset)
+        data["configurations"] = [list(c) for c in self.configurations]
+        return data
+
+
+def configuration_name(setting: str, interval: int, gen_len: int) -> str:
+    """``offline`` or ``<setting>-I<I>-GL<GL>``: the prefix of its metric names."""
+    return "offline" if setting == "offline" else f"{setting}-I{interval}-GL{gen_len}"
+
+
+def _replay_config(cfg: GateConfig, setting: str, interval: int, gen_len: int, out: Path):
+    from streammuse.client.replay import ReplayConfig
+    from streammuse.serving.protocol import SamplingSettings
+
+    return ReplayConfig(
+        testset=cfg.testset, setting=setting, bpm=cfg.bpm, interval=interval, gen_len=gen_len, clock="sim",
+        songs=cfg.songs, max_bars=cfg.max_bars, seed=cfg.seed, out=out, server_time="modelled",
+        sampling=SamplingSettings(**cfg.sampling),
+    )
+
+
+def replay_configuration(rcfg, engine, songs, client_factory=None) -> Path:
+    """One configuration's run folder (offline or sim clock), returned as a path.
+
+    ``client_factory(name, melody_frames, I, GL, tau_ms)`` builds each song's client
+    (default ``SongClient``); the gate's own tests pass one that drops every response.
+    """
+    from streammuse.client import replay as rp
+    from streammuse.client.clock import tau_ms
+    from streammuse.client.inprocess import InProcessTransport
+    from streammuse.client.latency import LatencyInjector
+    from streammuse.client.session import SongClient
+    from streammuse.client.sim import simulate_song
+    from streammuse.datasets.frames import song_to_frames
+    from streammuse.serving.protocol import CreateSessionRequest
+
+    profile = rp.resolve_profile(rcfg)
+    writer = rp.open_run(rcfg, profile, songs, model_id=str(getattr(engine, "model_id", "unknown")))
+    if rcfg.setting == "offline":
+        rp.replay_offline(rcfg, engine, songs, writer)
+        return writer.path
+    factory = client_factory or SongClient
+    transport = InProcessTransport(engine)
+    for index, song in enumerate(songs):
+        melody_frames, _, _ = song_to_frames(song)
+        client = factory(song.name, melody_frames, rcfg.interval, rcfg.gen_len, tau_ms(rcfg.bpm))
+        session = CreateSessionRequest(bpm=rcfg.bpm, sampling=rcfg.sampling, seed=(rcfg.seed * 1000 + index) % 2**31)
+        # Same seeds as `streammuse replay --clock sim`, so a gate figure can be reproduced there.
+        simulate_song(client, transport, LatencyInjector(profile, seed=(rcfg.seed, index)), session, "modelled")
+        writer.write_song(client.performance(song.melody), rcfg.bpm, client.request_rows(),
+                          [asdict(t) for t in client.tick_records()])
+    return writer.path
+
+
+def density_metric(run_dir: Path) -> dict[str, float]:
+    """Accompaniment notes per played tick: a model that has gone silent (or a client
+    that plays nothing) shows here before any harmony metric can."""
+    from streammuse.metrics.evaluate import read_performance
+
+    import pandas as pd
+
+    ticks = len(pd.read_parquet(run_dir / "ticks.parquet", columns=["tick"]))
+    notes = sum(len(read_performance(p).accompaniment) for p in sorted((run_dir / "songs").glob("*.mid")))
+    return {"notes_per_tick": notes / ticks if ticks else float("nan")}
+
+
+def score_run(run_dir: Path, engine) -> dict[str, float]:
+    """Every metric of ``streammuse evaluate`` but FMD, plus notes per tick. Offline runs
+    have no system metrics."""
+    from streammuse.metrics.evaluate import SYSTEM_KEYS, evaluate_run
+
+    # FMD needs a covariance over many segments; the gate's few bars give NaN, so it is
+    # left to `streammuse evaluate` on full runs.
+    summary = evaluate_run(run_dir, engine=engine, with_nll=True, with_fmd=False)
+    if summary["problems"]:
+        raise StreamMuseError(f"gate run {run_dir.name} could not be scored: {'; '.join(summary['problems'])}")
+    metrics = {k: (math.nan if v is None else float(v)) for k, v in summary["metrics"].items() if k != "fmd"}
+    if summary["setting"] == "offline":
+        metrics = {k: v for k, v in metrics.items() if k not in SYSTEM_KEYS}
+    metrics.update(density_metric(run_dir))
+    return metrics
+
+
+def run_gate(cfg: GateConfig, engine, out: Path, client_factory=None) -> dict[str, float]:
+    """Run every configuration into ``out`` and return ``{"<configuration>/<metric>": value}``."""
+    from streammuse.client.replay import load_songs
+
+    songs = None
+    results: dict[str, float] = {}
+    for setting, interval, gen_len in cfg.configurations:
+        rcfg = _replay_config(cfg, setting, interval, gen_len, out)
+        rcfg.validate()
+        songs = songs or load_songs(rcfg)
+        run_dir = replay_configuration(rcfg, engine, songs, client_factory)
+        name = configuration_name(setting, interval, gen_len)
+        results.update({f"{name}/{k}": v for k, v in score_run(run_dir, engine).items()})
+    if not results:
+        raise StreamMuseError("the gate has no configurations to run")
+    return {k: (round(v, 6) if np.isfinite(v) else v) for k, v in results.items()}
