@@ -76,4 +76,5 @@ def filter_logits(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
 def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:
     """One token per row of ``(N, V)`` logits (already grammar-masked)."""
     probs = filter_logits(logits.float(), sampling).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    # Sampled on the CPU with the session's CPU generator: same draws on any device.
+    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
