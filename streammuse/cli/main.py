@@ -58,6 +58,7 @@ COMMAND_MODULES: list[str] = [
     "streammuse.cli.report",
     "streammuse.cli.serve",
     "streammuse.cli.replay",
+    "streammuse.cli.train",
 ]
 
 for _name in COMMAND_MODULES:
