@@ -1,6 +1,7 @@
 # Two commands for a fresh machine: `make` (set up, then run the main job) and `make test`.
 VENV := .venv
 PY := $(VENV)/bin/python
+SM := $(VENV)/bin/streammuse
 STAMP := $(VENV)/.installed
 
 .PHONY: all setup run test bench clean
@@ -16,11 +17,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: the offline baseline and a wall-clock replay (Local setting, embedded IPC
+# server, I=2, GL=5, 120 BPM, first 8 songs cropped to 16 bars), then their Table III.
+# Each `make` writes a new runs/main-<time>/; the full set: see the README.
 run: setup
-	$(VENV)/bin/streammuse datasets info testset/
+	@out=runs/main-$$(date +%Y%m%d-%H%M%S); \
+	$(SM) replay testset/ --setting offline --out $$out && \
+	$(SM) replay testset/ --setting local --bpm 120 --out $$out && \
+	$(SM) report $$out/*
 
+# Unit and integration tests, then the regression gate against gate/baseline.json.
 test: setup
 	$(PY) -m pytest -q
+	$(SM) gate
 
 clean:
 	rm -rf $(VENV) .pytest_cache

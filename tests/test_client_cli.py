@@ -59,3 +59,17 @@ def test_wall_clock_replay_end_to_end(tmp_path):
     assert ticks.available.sum() > 0 and (ticks.staleness[ticks.available == 1] <= 2).all()
     assert len(list((run / "songs").glob("*.mid"))) == 1 and len(list((run / "done").iterdir())) == 1
     assert "ISR" in result.output
+
+
+def test_auto_takes_the_planners_pair(tmp_path):
+    # Shipped remote profile at 120 BPM: f95 spans two ticks, so eq. 3 gives I=2, GL=4
+    # (the same pair `streammuse plan --profile remote --bpm 120` recommends).
+    result = runner.invoke(app, ["replay", str(TESTSET), "--setting", "remote", "--auto", "--clock", "sim",
+                                 "--random-weights", "--songs", "1", "--max-bars", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "recommends I=2, GL=4" in result.output
+    (run,) = tmp_path.iterdir()
+    assert run.name.endswith("-remote-I2-GL4")
+    _fails([str(TESTSET), "--auto", "--sweep", "1,3", "--out", str(tmp_path)], "cannot be combined with --sweep")
+    _fails([str(TESTSET), "--auto", "--setting", "offline", "--out", str(tmp_path)], "offline baseline has none")
+    _fails([str(TESTSET), "--auto", "--bpm", "1000", "--setting", "remote", "--out", str(tmp_path)], "is feasible at 1000 BPM")

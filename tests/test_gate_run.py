@@ -46,3 +46,30 @@ def test_gate_cli_without_baseline_is_a_user_error(tmp_path):
     result = CliRunner().invoke(app, ["gate", "--baseline", str(tmp_path / "none.json")])
     assert result.exit_code == 2
     assert "create one with `streammuse gate --update-baseline`" in result.stderr
+
+
+def _shuffle_weights(engine: StreamingEngine, seed: int = 0) -> None:
+    """Permute every parameter tensor's entries: same shapes and value distribution, no
+    learned structure left (what a broken checkpoint conversion looks like)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in engine.model.parameters():
+            flat = p.view(-1)
+            flat.copy_(flat[torch.randperm(flat.numel(), generator=gen)])
+
+
+def test_gate_fails_for_a_damaged_model(tmp_path):
+    # The shipped checkpoint sets the baseline; the same checkpoint with shuffled weights
+    # must regress on the music metrics (NLL at the very least) of every configuration.
+    cfg = GateConfig(songs=2, max_bars=2, configurations=(("offline", 1, 1), ("remote", 2, 4)))
+    engine = StreamingEngine.load()
+    healthy = run_gate(cfg, engine, tmp_path / "healthy")
+    _shuffle_weights(engine)
+    damaged = run_gate(cfg, engine, tmp_path / "damaged")
+    rows = {r.metric: r for r in compare(healthy, damaged)}
+    assert rows["offline/nll_wavg"].verdict is Verdict.REGRESSED
+    assert rows["remote-I2-GL4/nll_wavg"].verdict is Verdict.REGRESSED
+    assert damaged["offline/nll_wavg"] > 1.5 * healthy["offline/nll_wavg"]
+    assert failed(list(rows.values()))

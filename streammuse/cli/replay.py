@@ -37,9 +37,12 @@ def replay(
     model: Annotated[Path | None, typer.Option(help="Checkpoint for --clock sim / offline; default: shipped.")] = None,
     server_time: Annotated[str, typer.Option(help="Sim clock server time: modelled (profile) or measured.")] = "modelled",
     random_weights: Annotated[bool, typer.Option(help="Random tiny weights instead of a checkpoint (tests, speed).")] = False,
+    auto: Annotated[bool, typer.Option(help="Take (I, GL) from the planner for this profile and BPM (equation 3).")] = False,
 ) -> None:
     """Replay the test set's melodies in real time against the model server and record
     what a listener would have heard (performance MIDI, request and tick logs)."""
+    if auto:
+        interval, gen_len = _auto_pair(setting, profile, bpm, sweep)
     cfg = rp.ReplayConfig(
         testset=testset, setting=setting, bpm=bpm, interval=interval, gen_len=gen_len, server=server,
         profile=str(profile) if profile else None, clock=clock, concurrency=concurrency,
@@ -68,11 +71,26 @@ def replay(
                     progress.advance(total)
 
                 results.append(_run_pair(pair_cfg, engine, transport, song_list, profile_obj, tick, progress, task, total))
-    Console().print(summary_table(results))
+    # Wide enough for every column when stdout is not a terminal (make, CI logs).
+    Console(width=max(Console().width, 120)).print(summary_table(results))
+
+
+def _auto_pair(setting: str, profile: Path | None, bpm: float, sweep: str | None) -> tuple[int, int]:
+    """The planner's recommended (I, GL) for the run's latency profile (``streammuse plan``)."""
+    from streammuse.errors import StreamMuseError
+    from streammuse.planner import recommend
+
+    if sweep:
+        raise StreamMuseError("--auto picks one (I, GL) pair; it cannot be combined with --sweep")
+    if setting == "offline":
+        raise StreamMuseError("--auto plans for a latency profile; the offline baseline has none")
+    interval, gen_len = recommend(str(profile) if profile else setting, bpm)
+    Console(stderr=True).print(f"--auto: the planner recommends I={interval}, GL={gen_len} at {bpm:g} BPM")
+    return interval, gen_len
 
 
 def _run_pair(cfg, engine, transport, song_list, profile, tick, progress, task, total):
-    model_id = str(getattr(engine, "model_id", None) or (cfg.server or "embedded"))
+    model_id = str(getattr(engine, "model_id", None) or getattr(transport, "model_id", None) or cfg.server or "embedded")
     writer = rp.open_run(cfg, profile, song_list, model_id)
     already = len(writer.done_songs() & {s.name for s in song_list})
     progress.advance(task, already)
@@ -122,7 +140,7 @@ class _backend:
         self._cm = rp.open_transport(self.cfg, self.model, self.random_weights)
         transport = self._cm.__enter__()
         try:
-            rp.check_server(transport, self.cfg)
+            transport.model_id = rp.check_server(transport, self.cfg) or None
         except BaseException:
             self._cm.__exit__(None, None, None)
             raise

@@ -255,14 +255,15 @@ def open_transport(cfg: ReplayConfig, model: Path | None = None, random_weights:
         yield transport
 
 
-def check_server(transport, cfg: ReplayConfig) -> None:
+def check_server(transport, cfg: ReplayConfig) -> str:
     """Open and close one session, so an unreachable server is one clear line before any
-    run folder is made."""
+    run folder is made; returns the server's model id (for the run manifest)."""
     from streammuse.serving.transport import ServerUnavailable
 
     try:
-        session_id = transport.create_session(_session_request(cfg, 0)).session_id
-        transport.close_session(session_id)
+        created = transport.create_session(_session_request(cfg, 0))
+        transport.close_session(created.session_id)
+        return created.model_id
     except (ServerUnavailable, OSError) as exc:
         where = cfg.server or "the embedded server"
         raise StreamMuseError(f"server unreachable ({where}): {exc}") from None

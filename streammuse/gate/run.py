@@ -32,8 +32,8 @@ class GateConfig:
 
     testset: Path = Path("testset")
     # Small on purpose: the whole gate must stay well under 2 minutes on 2 CPU cores.
-    songs: int = 1
-    max_bars: int = 4
+    songs: int = 8
+    max_bars: int = 8
     bpm: float = 120.0
     seed: int = 0
     configurations: tuple[tuple[str, int, int], ...] = DEFAULT_CONFIGURATIONS

@@ -58,8 +58,8 @@ class StreamMuseModel(PreTrainedModel):
 
     def global_step(self, inputs_embeds: torch.Tensor, cache=None) -> tuple[torch.Tensor, object]:
         """Global predictor over ``(B, P, H)`` frame vectors, continuing ``cache`` if given."""
-        out = self.global_predictor(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=cache is not None)
-        return out.last_hidden_state, out.past_key_values
+        out = self.global_predictor(inputs_embeds=inputs_embeds, cache=cache, use_cache=cache is not None)
+        return out.last_hidden_state, out.cache
 
     def decode_logits(self, state: torch.Tensor, target_parts: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         """Local decoder: global states ``(N, H)``, parts ``(N,)``, tokens so far ``(N, j)``

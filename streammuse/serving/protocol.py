@@ -46,6 +46,8 @@ class CreateSessionResponse(_Strict):
 
     session_id: str
     max_gen_len: int = MAX_GEN_LEN
+    # Which checkpoint answers: run manifests record it, so reports can tell models apart.
+    model_id: str = ""
 
 
 class SessionContext(_Strict):

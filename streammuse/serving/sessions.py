@@ -118,7 +118,8 @@ class SessionStore:
     # -- sessions ------------------------------------------------------------------
     def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
         """A new session id; its state is made on the replica that serves its first infer."""
-        return CreateSessionResponse(session_id=encode_session_id(request))
+        return CreateSessionResponse(session_id=encode_session_id(request),
+                                     model_id=str(getattr(self.engine, "model_id", "")))
 
     def close(self, session_id: str) -> None:
         """Forget a session here and refuse to revive it (unknown ids are ignored)."""
