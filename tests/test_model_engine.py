@@ -173,3 +173,43 @@ def test_shipped_checkpoint_accompanies_a_test_song():
     assert len(notes) > 0
     pitch, _ = vocab.token_to_note(notes.astype(np.int64))
     assert pitch.min() >= vocab.MIN_PITCH and pitch.max() <= vocab.MAX_PITCH
+
+
+def test_batched_global_step_equals_one_session_at_a_time(engine):
+    # Three sessions with caches of different lengths, one new row each: the batched step
+    # must give each session the states its own full forward pass gives.
+    from transformers import DynamicCache
+
+    torch.manual_seed(0)
+    h = engine.config.hidden_size
+    histories = [torch.randn(n, h) for n in (1, 4, 9)]
+    new = torch.randn(3, h)
+    with torch.inference_mode():
+        caches = []
+        for past in histories:
+            cache = DynamicCache()
+            engine.model.global_step(past.unsqueeze(0), cache)
+            caches.append(cache)
+        batched = engine.model.global_step_rows(new, caches)
+        for i, past in enumerate(histories):
+            full, _ = engine.model.global_step(torch.cat([past, new[i : i + 1]]).unsqueeze(0))
+            torch.testing.assert_close(batched[i], full[0, -1], rtol=1e-5, atol=1e-5)
+            assert caches[i].get_seq_length() == len(past) + 1
+
+
+def test_a_sessions_output_does_not_depend_on_its_batch(engine):
+    rng = np.random.default_rng(4)
+    melodies = [_frames(rng, 10) for _ in range(3)]
+
+    def play(together: bool) -> list[np.ndarray]:
+        states = [engine.new_session(Sampling(seed=10 + i)) for i in range(3)]
+        out: list[list[np.ndarray]] = [[] for _ in states]
+        for s in (2, 4, 6):
+            reqs = [(st, s, m[s - 2 : s], 3 + i) for i, (st, m) in enumerate(zip(states, melodies))]
+            answers = engine.infer_batch(reqs) if together else [engine.infer_batch([r])[0] for r in reqs]
+            for i, a in enumerate(answers):
+                out[i].append(a)
+        return [np.concatenate(o) for o in out]
+
+    for alone, batched in zip(play(False), play(True)):
+        np.testing.assert_array_equal(alone, batched)

@@ -32,7 +32,7 @@ from streammuse.datasets.frames import empty_frames, interleave
 from streammuse.errors import StreamMuseError
 from streammuse.model.config import StreamMuseConfig, preset
 from streammuse.model.modeling import PART_A, PART_M, StreamMuseModel
-from streammuse.model.sampling import Sampling, grammar_mask, note_pitch_index, sample
+from streammuse.model.sampling import Sampling, grammar_mask, note_pitch_index, sample_rows
 
 MAX_GEN_LEN = 32
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "tiny"
@@ -147,8 +147,10 @@ class StreamingEngine:
             seen.add(id(state))
             prepared.append(self._accept(state, int(s), m_new, int(gl), rest[0] if rest else None))
         with torch.inference_mode():
-            for state, s, gl in prepared:
-                self._sync(state, s, gl)
+            todo = [(state, self._sync(state, s, gl)) for state, s, gl in prepared]
+            todo = [(state, rows) for state, rows in todo if len(rows)]
+            if todo:  # one batched step in the steady state (one true melody row each)
+                self._feed([st for st, _ in todo], [rows for _, rows in todo])
             return self._generate([(st, s, gl) for st, s, gl in prepared])
 
     def rebuild(self, state: SessionState, melody_frames, accompaniment_frames) -> None:
@@ -228,8 +230,9 @@ class StreamingEngine:
         state.hidden, _ = self.model.global_step(self.model.bos_embeds(1), state.cache)
         state.hidden = state.hidden[0]
 
-    def _sync(self, state: SessionState, s: int, gl: int) -> None:
-        """Roll the cache back to what is still true, slide the window, feed rows < 2s."""
+    def _sync(self, state: SessionState, s: int, gl: int) -> np.ndarray:
+        """Roll the cache back to what is still true and slide the window; returns the
+        rows < 2s still to feed."""
         w = self.config.max_frames
         end = 2 * s + 2 * gl - 2  # rows in the cache once this request is generated
         if state.cache is None or end - state.win_start > w or 2 * s < state.win_start:
@@ -245,8 +248,7 @@ class StreamingEngine:
             state.cache.crop(-(len(state.cache_rows) - keep))
             state.hidden = state.hidden[: 1 + keep]
             state.cache_rows = state.cache_rows[:keep]
-        if keep < len(desired):
-            self._feed([state], [desired[keep:]])
+        return desired[keep:]
 
     def _feed(self, states: list[SessionState], rows: list[np.ndarray]) -> None:
         """Encode rows (batched over sessions) and run each session's global step."""
@@ -258,9 +260,18 @@ class StreamingEngine:
         frames = torch.as_tensor(np.concatenate(rows).astype(np.int64), device=self.device)
         part_t = torch.as_tensor(np.concatenate(parts), device=self.device)
         vecs = self.model.encode_frames(frames, part_t)
+        hidden: dict[int, torch.Tensor] = {}
+        # Sessions adding one row (the generation loop, the steady state of requests) share
+        # one batched step; longer stretches (a new session, a rebuild) run on their own.
+        singles = [i for i, r in enumerate(rows) if len(r) == 1]
+        if singles:
+            h = self.model.global_step_rows(vecs[[offsets[i] for i in singles]], [states[i].cache for i in singles])
+            hidden.update((i, h[k : k + 1]) for k, i in enumerate(singles))
+        for i, r in enumerate(rows):
+            if i not in hidden:
+                hidden[i] = self.model.global_step(vecs[offsets[i] : offsets[i + 1]].unsqueeze(0), states[i].cache)[0][0]
         for i, (st, r) in enumerate(zip(states, rows)):
-            h, _ = self.model.global_step(vecs[offsets[i] : offsets[i + 1]].unsqueeze(0), st.cache)
-            st.hidden = torch.cat([st.hidden, h[0]])
+            st.hidden = torch.cat([st.hidden, hidden[i]])
             st.cache_rows = np.concatenate([st.cache_rows, r.astype(np.int16)])
 
     def _decode(self, states: list[SessionState], part: int) -> np.ndarray:
@@ -275,9 +286,12 @@ class StreamingEngine:
         for j in range(vocab.FRAME_LEN):
             logits = self.model.decode_logits(h, parts, prefix)[:, -1].float()
             logits = grammar_mask(logits, last_pitch, j, self._pitch_index)
-            tok = torch.stack([sample(logits[i : i + 1], st.sampling, st.generator)[0].to(self.device)
-                               for i, st in enumerate(states)])
-            tok = torch.where(done, torch.full_like(tok, vocab.PAD), tok)
+            # Draw only for frames still open: a session's generator must advance the same
+            # whatever its batch partners are still writing.
+            live = [i for i in range(n) if not done[i]]
+            tok = torch.full((n,), vocab.PAD, dtype=torch.long, device=self.device)
+            tok[live] = sample_rows(logits[live], [states[i].sampling for i in live],
+                                    [states[i].generator for i in live]).to(self.device)
             out[:, j] = tok.cpu().numpy()
             done |= tok == vocab.EOF
             if bool(done.all()):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import LlamaModel, PreTrainedModel
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from streammuse.datasets import vocab
 from streammuse.model.config import StreamMuseConfig
@@ -60,6 +61,34 @@ class StreamMuseModel(PreTrainedModel):
         """Global predictor over ``(B, P, H)`` frame vectors, continuing ``cache`` if given."""
         out = self.global_predictor(inputs_embeds=inputs_embeds, cache=cache, use_cache=cache is not None)
         return out.last_hidden_state, out.cache
+
+    def global_step_rows(self, vecs: torch.Tensor, caches: list) -> torch.Tensor:
+        """One new frame vector per session, ``(B, H)``, each continuing its own cache
+        (caches of different lengths) -> the global states ``(B, H)``.
+
+        The same layers as :meth:`global_step`, called module by module so that the
+        projections and MLPs run once for the whole batch; only the cache update and the
+        attention (one query over that session's keys: no mask needed) run per session.
+        This is what lets one replica serve many streams (serving batches sessions).
+        """
+        gp = self.global_predictor
+        b = len(caches)
+        x = vecs.unsqueeze(1)
+        positions = torch.tensor([[c.get_seq_length()] for c in caches], device=vecs.device)
+        cos, sin = gp.rotary_emb(x, position_ids=positions)
+        for layer in gp.layers[: gp.config.num_hidden_layers]:
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q, k, v = (proj(h).view(b, 1, -1, attn.head_dim).transpose(1, 2)
+                       for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            heads = []
+            for i, cache in enumerate(caches):
+                keys, values = cache.update(k[i : i + 1], v[i : i + 1], attn.layer_idx)
+                heads.append(nn.functional.scaled_dot_product_attention(q[i : i + 1], keys, values, scale=attn.scaling))
+            x = x + attn.o_proj(torch.cat(heads).transpose(1, 2).reshape(b, 1, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return gp.norm(x)[:, 0]
 
     def decode_logits(self, state: torch.Tensor, target_parts: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         """Local decoder: global states ``(N, H)``, parts ``(N,)``, tokens so far ``(N, j)``

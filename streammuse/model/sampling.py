@@ -78,3 +78,18 @@ def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator)
     probs = filter_logits(logits.float(), sampling).softmax(-1)
     # Sampled on the CPU with the session's CPU generator: same draws on any device.
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
+
+
+def sample_rows(logits: torch.Tensor, samplings: list[Sampling], generators: list[torch.Generator]) -> torch.Tensor:
+    """One token per row of ``(N, V)`` logits, row i with its own settings and generator
+    (one session each). Rows with the same temperature / top-k / top-p are filtered in one
+    call; each row is still drawn from its own generator, so a session's draws do not
+    depend on which other sessions share its batch."""
+    probs = torch.empty_like(logits, dtype=torch.float32)
+    groups: dict[tuple, list[int]] = {}
+    for i, s in enumerate(samplings):
+        groups.setdefault((s.temperature, s.top_k, s.top_p), []).append(i)
+    for rows in groups.values():
+        probs[rows] = filter_logits(logits[rows].float(), samplings[rows[0]]).softmax(-1)
+    probs = probs.cpu()
+    return torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g)[:, 0] for i, g in enumerate(generators)])
