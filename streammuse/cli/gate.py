@@ -52,7 +52,7 @@ def gate(
     from streammuse.model.engine import StreamingEngine
 
     cfg = GateConfig(testset=testset)
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, width=max(Console().width, 100))
     reference = None if update_baseline else read_baseline(baseline)
     if reference is not None:
         check_same_config(reference, cfg.to_dict(), baseline)

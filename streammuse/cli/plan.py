@@ -87,7 +87,7 @@ def plan(
     data = load_profile(profile)
     f95 = f95_from_profile(data)
     plans = [plan_bpm(f95, b, max_i=max_i, max_gl=max_gl) for b in parse_bpms(bpm)]
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, width=max(Console().width, 120))
     console.print(
         f"profile {data['name']}: f95(GL) = {f95.a:.4g} GL^2 + {f95.b:.4g} GL + {f95.c:.4g} ms"
     )

@@ -51,7 +51,10 @@ def serve(
         url = start_local(vars(options), port=port, host=host)
     _console.print(f"StreamMUSE serving at [bold]{url}[/] (API docs {url}/docs); Ctrl-C stops")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Both set explicitly: a shell starting us in the background ignores SIGINT, and then
+    # Python would never raise KeyboardInterrupt.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         stop.wait()
     except KeyboardInterrupt:

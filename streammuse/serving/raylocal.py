@@ -33,7 +33,12 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  namespace="streammuse", ignore_reinit_error=True)
-    serve.start(http_options={"host": host, "port": port})
+    try:
+        serve.start(http_options={"host": host, "port": port})
+    except (ray.exceptions.RayError, TimeoutError) as exc:  # e.g. the port is taken, the proxy died
+        stop_local()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StreamMuseError(f"Ray Serve could not start its HTTP proxy on {host}:{port}: {first}") from None
     try:
         serve.run(build_app(options), name=APP_NAME, route_prefix="/", blocking=False)
     except RuntimeError as exc:  # a replica's __init__ failed (no checkpoint, no GPU, ...)
