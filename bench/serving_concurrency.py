@@ -5,7 +5,7 @@ I = 1) over HTTP to a local Ray Serve app with one replica, and records the RTT 
 request. Prints median / p95 / p99 RTT per N, and the largest N with p95 RTT < tau,
 batching on (max_batch_size 32) and off (max_batch_size 1).
 
-    .venv/bin/python bench/serving_concurrency.py [--sessions 1,2,4,8,12,16] [--seconds 10] [--random-weights]
+    .venv/bin/python bench/serving_concurrency.py [--sessions 1,2,4,8,12,16] [--seconds 10] [--max-wait-ms 2]
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--sessions", default="1,2,4,8,12,16")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--random-weights", action="store_true", help="random tiny weights (no trained checkpoint)")
+    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="how long the batcher waits for more sessions")
     args = parser.parse_args()
     ns = [int(x) for x in args.sessions.split(",")]
     console = Console()
@@ -71,7 +72,7 @@ def main() -> None:
     best = {}
     for batch in (32, 1):
         url = start_local({"min_replicas": 1, "max_replicas": 1, "random_weights": args.random_weights,
-                           "max_batch_size": batch, "num_cpus": 1.0})
+                           "max_batch_size": batch, "max_wait_ms": args.max_wait_ms, "num_cpus": 1.0})
         try:
             for n in ns:
                 rtts = measure(url, n, args.seconds)

@@ -99,14 +99,19 @@ def run_server(socket_path: str, checkpoint: str | None = None, random_weights: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m streammuse.serving.ipc SOCKET [--checkpoint DIR] [--random-weights]``."""
+    """``python -m streammuse.serving.ipc SOCKET [--checkpoint DIR] [--random-weights] [--threads N]``."""
     import argparse
+
+    import torch
 
     parser = argparse.ArgumentParser(description="StreamMUSE IPC server (the Local setting)")
     parser.add_argument("socket_path")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--random-weights", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     try:
         run_server(args.socket_path, args.checkpoint, args.random_weights)
     except KeyboardInterrupt:
