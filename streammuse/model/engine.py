@@ -187,12 +187,17 @@ class StreamingEngine:
             while True:
                 lo = max(0, start - half)
                 window = rows[lo : start + half if start else w]
-                logits = self.model(window.unsqueeze(0))["logits"][0].float()
-                score_from = start - lo
-                tgt = window[score_from:]
-                lp = torch.log_softmax(logits[score_from:], -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-                is_a = ((torch.arange(lo + score_from, lo + len(window), device=self.device) % 2) == 0).unsqueeze(1)
-                keep = (tgt != vocab.PAD) & is_a
+                # The global predictor needs the whole window; the local decoder (most of
+                # the cost) runs only on the rows scored: the A rows from `start` on.
+                parts = torch.arange(len(window), device=self.device) % 2
+                vecs = self.model.encode_frames(window, parts)
+                states, _ = self.model.global_step(torch.cat([self.model.bos_embeds(1)[0], vecs[:-1]]).unsqueeze(0))
+                scored = torch.arange(start - lo, len(window), device=self.device)
+                scored = scored[(lo + scored) % 2 == 0]
+                tgt = window[scored]
+                logits = self.model.decode_logits(states[0, scored], parts[scored], tgt[:, :-1]).float()
+                lp = torch.log_softmax(logits, -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+                keep = tgt != vocab.PAD
                 total -= float(lp[keep].sum())
                 count += int(keep.sum())
                 start = lo + len(window)
