@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--random-weights", action="store_true", help="random tiny weights (no trained checkpoint)")
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="how long the batcher waits for more sessions")
+    parser.add_argument("--replica-cpus", type=float, default=1.0, help="num_cpus of the replica (torch threads follow it)")
     args = parser.parse_args()
     ns = [int(x) for x in args.sessions.split(",")]
     console = Console()
@@ -72,7 +73,7 @@ def main() -> None:
     best = {}
     for batch in (32, 1):
         url = start_local({"min_replicas": 1, "max_replicas": 1, "random_weights": args.random_weights,
-                           "max_batch_size": batch, "max_wait_ms": args.max_wait_ms, "num_cpus": 1.0})
+                           "max_batch_size": batch, "max_wait_ms": args.max_wait_ms, "num_cpus": args.replica_cpus})
         try:
             for n in ns:
                 rtts = measure(url, n, args.seconds)
