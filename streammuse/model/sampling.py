@@ -73,13 +73,6 @@ def filter_logits(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
     return logits
 
 
-def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:
-    """One token per row of ``(N, V)`` logits (already grammar-masked)."""
-    probs = filter_logits(logits.float(), sampling).softmax(-1)
-    # Sampled on the CPU with the session's CPU generator: same draws on any device.
-    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
-
-
 def sample_rows(logits: torch.Tensor, samplings: list[Sampling], generators: list[torch.Generator]) -> torch.Tensor:
     """One token per row of ``(N, V)`` logits, row i with its own settings and generator
     (one session each). Rows with the same temperature / top-k / top-p are filtered in one
@@ -91,5 +84,6 @@ def sample_rows(logits: torch.Tensor, samplings: list[Sampling], generators: lis
         groups.setdefault((s.temperature, s.top_k, s.top_p), []).append(i)
     for rows in groups.values():
         probs[rows] = filter_logits(logits[rows].float(), samplings[rows[0]]).softmax(-1)
+    # Drawn on the CPU with each session's CPU generator: the same draws on any device.
     probs = probs.cpu()
     return torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g)[:, 0] for i, g in enumerate(generators)])
