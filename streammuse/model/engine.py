@@ -135,8 +135,9 @@ class StreamingEngine:
         """Serve many sessions' requests at once: each is ``(state, s, melody_frames, GL)``
         or ``(state, s, melody_frames, GL, melody_start)``.
 
-        The local decoder (most of the work) runs batched across sessions; each session's
-        global predictor step runs on its own cache.
+        The local encoder and decoder run batched across sessions, and so does every
+        global predictor step that adds one frame per session (each still attends over its
+        own cache); a session's output is the same whatever else is in the batch.
         """
         prepared = []
         seen: set[int] = set()
