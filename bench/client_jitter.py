@@ -24,7 +24,7 @@ from streammuse.client.latency import LatencyInjector, load_profile
 from streammuse.client.session import SongClient
 from streammuse.client.clock import tau_ms
 from streammuse.datasets.frames import empty_frames
-from streammuse.serving.protocol import CreateSessionRequest, CreateSessionResponse, InferRequest, InferResponse
+from streammuse.contract import CreateSessionRequest, CreateSessionResponse, InferRequest, InferResponse
 
 
 class NoOpTransport:
@@ -59,7 +59,7 @@ def sim_speed(folder: str, gen_len: int, interval: int, songs: int | None, max_b
               random_weights: bool) -> None:
     """Replay the whole test set on the sim clock; print songs per minute."""
     from streammuse.client.replay import ReplayConfig, load_songs, replay_sim
-    from streammuse.client.runs import RunWriter
+    from streammuse.experiment.runs import RunWriter
     from streammuse.model.engine import StreamingEngine
     import tempfile
     from pathlib import Path

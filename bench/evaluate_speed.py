@@ -24,7 +24,7 @@ import numpy as np
 def synthetic_run(root: Path, testset: Path, n_songs: int, max_bars: int | None) -> Path:
     """A local I=2 GL=5 run folder of the first ``n_songs`` test-set songs (cropped to
     ``max_bars`` as `streammuse replay --max-bars` does)."""
-    from streammuse.client.runs import RunWriter
+    from streammuse.experiment.runs import RunWriter
     from streammuse.datasets.song import ONSET, Song
     from streammuse.datasets.testset import load_testset
 

@@ -18,9 +18,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from streammuse.serving.protocol import CreateSessionRequest, InferRequest
+from streammuse.contract import CreateSessionRequest, InferRequest
 from streammuse.serving.raylocal import start_local, stop_local
-from streammuse.serving.transport import HttpTransport, UnknownSession
+from streammuse.client.transports import HttpTransport, UnknownSession
 
 TAU_MS = 60_000 / 120 / 4  # one tick (1/16 note) at 120 BPM: 125 ms
 GEN_LEN = 3

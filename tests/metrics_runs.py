@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streammuse.client.runs import RunWriter
+from streammuse.experiment.runs import RunWriter
 from streammuse.datasets.song import Song, note_array
 from streammuse.datasets.tick_grid import song_to_midi
 

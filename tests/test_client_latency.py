@@ -5,14 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from streammuse.client.latency import (
-    SHIPPED_PROFILES,
-    LatencyInjector,
-    NetworkModel,
-    ServerModel,
-    load_profile,
-    pareto,
-)
+from streammuse.client.latency import SHIPPED_PROFILES, LatencyInjector, load_profile
+from streammuse.rtt import NetworkModel, ServerModel, pareto
 from streammuse.errors import StreamMuseError
 
 
@@ -41,6 +35,9 @@ def test_server_model_quadratic():
     sm = ServerModel(a=0.5, b=2.0, c=3.0, sigma_ms=0.0)
     assert sm.mean_ms(4) == 0.5 * 16 + 8 + 3
     assert sm.sample_ms(np.random.default_rng(0), 4) == 19.0
+    # A batch of B sessions: each extra one adds batch_slope of a lone request's time.
+    batched = ServerModel(a=0.5, b=2.0, c=3.0, batch_slope=0.25)
+    assert batched.mean_ms(4, batch_size=1) == 19.0 and batched.mean_ms(4, batch_size=5) == 38.0
 
 
 def test_injector_is_seeded_and_splits_nl():
@@ -61,16 +58,25 @@ def test_shipped_profiles_match_paper_description():
     assert ls.network.alpha < rem.network.alpha  # local-server is the unstable one
     for name in SHIPPED_PROFILES:
         assert load_profile(name).name == name
+    # Every shipped profile says where its numbers come from: the paper's GPU settings
+    # cite their passage, the Local one was measured on the dev machine.
+    assert ls.source["kind"] == rem.source["kind"] == "paper" and "V-B" in rem.source["detail"]
+    local = load_profile("local")
+    assert local.source["kind"] == "measured" and local.source["detail"].startswith("streammuse profile")
+    assert local.server_model.batch_slope > 0
 
 
 @pytest.mark.parametrize(
     "content, message",
     [
         ("{not json", "not valid JSON"),
-        ('{"name": "x", "network": {"nu_ms": 1, "x_min_ms": 1, "alpha": 0.5}}', "alpha > 1"),
-        ('{"name": "x", "network": {"nu_ms": 1}}', "x_min_ms is missing"),
-        ('{"name": "x", "speed": 3}', "unknown field"),
-        ('[1, 2]', "JSON object"),
+        ('{"name": "x", "source": {"kind": "paper", "detail": "V-B"}, "network": {"nu_ms": 1, "x_min_ms": 1, "alpha": 0.5}}',
+         "network.alpha: Input should be greater than 1"),
+        ('{"name": "x", "source": {"kind": "paper", "detail": "V-B"}, "network": {"nu_ms": 1}}', "network.x_min_ms: Field required"),
+        ('{"name": "x", "source": {"kind": "paper", "detail": "V-B"}, "speed": 3}', "speed: Extra inputs"),
+        ('{"name": "x"}', "source: Field required"),
+        ('{"name": "x", "source": {"kind": "guess", "detail": "?"}}', "source.kind"),
+        ('[1, 2]', "valid dictionary"),
     ],
 )
 def test_bad_profile_files(tmp_path, content, message):

@@ -5,9 +5,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from streammuse.client import replay as rp
 from streammuse.client.latency import load_profile
-from streammuse.client.runs import RunWriter
+from streammuse.experiment import replay as rp
+from streammuse.experiment.config import ReplayConfig
+from streammuse.experiment.runs import RunWriter
 
 TESTSET = Path(__file__).resolve().parents[1] / "testset"
 
@@ -23,7 +24,7 @@ def _cfg(tmp_path, **kw) -> rp.ReplayConfig:
     base = dict(testset=TESTSET, setting="remote", clock="sim", interval=2, gen_len=5, songs=1, max_bars=1,
                 out=tmp_path, seed=3)
     base.update(kw)
-    return rp.ReplayConfig(**base)
+    return ReplayConfig(**base)
 
 
 def _run(cfg, engine, progress=None) -> Path:
@@ -64,7 +65,10 @@ def test_sim_local_profile_staleness_zero(tmp_path, engine):
 
 
 def test_resume_after_interrupted_run(tmp_path, engine):
-    cfg = _cfg(tmp_path / "runs", resume=True, songs=2, interval=4)
+    # One song at a time (the paper's single-user setting): a song's events do not depend
+    # on what ran before it, so a resumed run equals an uninterrupted one. (Songs that
+    # share a replica, --concurrency > 1, batch with each other and cannot be equal.)
+    cfg = _cfg(tmp_path / "runs", resume=True, songs=2, interval=4, concurrency=1)
 
     def interrupt(name):
         raise KeyboardInterrupt
@@ -75,7 +79,7 @@ def test_resume_after_interrupted_run(tmp_path, engine):
     assert len(RunWriter(folder).done_songs()) == 1
     assert _run(cfg, engine) == folder
     assert len(RunWriter(folder).done_songs()) == 2
-    full = _run(_cfg(tmp_path / "full", songs=2, interval=4), engine)
+    full = _run(_cfg(tmp_path / "full", songs=2, interval=4, concurrency=1), engine)
     for got, want in zip(_tables(folder), _tables(full)):
         pd.testing.assert_frame_equal(got.sort_values(list(got.columns[:2])).reset_index(drop=True),
                                       want.sort_values(list(want.columns[:2])).reset_index(drop=True))
@@ -99,37 +103,38 @@ def test_run_folder_layout_and_offline(tmp_path, engine):
 
 
 def test_server_outage_backups_misses_and_context_resend(tmp_path, engine):
-    from streammuse.client.clock import tau_ms
-    from streammuse.client.inprocess import InProcessTransport
     from streammuse.client.latency import LatencyInjector
     from streammuse.client.session import SongClient
-    from streammuse.client.sim import simulate_song
+    from streammuse.client.sim import SimSong, run_simulation
+    from streammuse.client.transports import CoreFront, ServerUnavailable
+    from streammuse.contract import CreateSessionRequest, tau_ms
+    from streammuse.core.drivers import VirtualDriver
+    from streammuse.core.sessions import SessionCore
     from streammuse.datasets.frames import song_to_frames
-    from streammuse.serving.protocol import CreateSessionRequest
-    from streammuse.serving.transport import ServerUnavailable
 
-    class Outage(InProcessTransport):
+    class Outage(CoreFront):
         """The server is down for requests 8 .. 15 and comes back without its sessions."""
 
-        def __init__(self, engine):
-            super().__init__(engine)
+        def __init__(self, driver):
+            super().__init__(driver)
             self.seen = []
             self.restarted = False
 
-        def infer(self, session_id, request):
+        async def infer(self, session_id, request):
             self.seen.append(request)
             if 8 <= request.request_tick < 16:
                 raise ServerUnavailable("down")
             if request.request_tick >= 16 and not self.restarted:
                 self.restarted = True
-                self.sessions.clear()  # it came back without its sessions
-            return super().infer(session_id, request)
+                self.driver.core.sessions.clear()  # it came back without its sessions
+            return await super().infer(session_id, request)
 
     [song] = rp.load_songs(_cfg(tmp_path, max_bars=2))
     m, _, _ = song_to_frames(song)
     client = SongClient(song.name, m, interval=1, gen_len=4, tau_ms=tau_ms(120))
-    transport = Outage(engine)
-    simulate_song(client, transport, LatencyInjector(load_profile("local"), 0), CreateSessionRequest())
+    driver = VirtualDriver(SessionCore(engine), lambda batch: 10.0)
+    front = Outage(driver)
+    run_simulation([SimSong(client, LatencyInjector(load_profile("local"), 0), CreateSessionRequest())], front, driver)
     status = {r.request_tick: r.status for r in client.requests}
     # Backoff during the outage: failures at 8, 9, 11 (waited 2 ticks), 15 (waited 4);
     # the next request, 23 (waited 8), finds the session gone: failed too.
@@ -141,7 +146,7 @@ def test_server_outage_backups_misses_and_context_resend(tmp_path, engine):
         (1, 7, 1), (1, 7, 2), (1, 7, 3)]
     assert ticks[11].available == 0
     # After the unknown session, the next request carries the context and is answered.
-    resent = [r for r in transport.seen if r.context is not None]
+    resent = [r for r in front.seen if r.context is not None]
     assert resent and len(resent[0].context.melody) == resent[0].request_tick
     after = [r for r in client.requests if r.request_tick >= resent[0].request_tick]
     assert after[0].status == "ok"

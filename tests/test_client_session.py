@@ -3,10 +3,9 @@
 import numpy as np
 
 from streammuse.client.session import SongClient
-from streammuse.client.wire import frames_to_wire
+from streammuse.contract import InferResponse, frames_to_wire
 from streammuse.datasets import vocab
 from streammuse.datasets.frames import empty_frames
-from streammuse.serving.protocol import InferResponse
 
 TAU = 125.0
 

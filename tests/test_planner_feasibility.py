@@ -17,7 +17,7 @@ from streammuse.planner.feasibility import (
     rt95_ticks,
     tick_ms,
 )
-from streammuse.planner.rtt_model import QuadraticFit
+from streammuse.rtt import QuadraticFit
 
 # f95(GL) = 10 GL + 100 ms. At 120 BPM tau = 125 ms, so RT95(GL) = (10 GL + 100) / 125.
 LINE = QuadraticFit(0.0, 10.0, 100.0)

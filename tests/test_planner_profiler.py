@@ -8,7 +8,7 @@ from streammuse.client.latency import LatencyInjector, load_profile, profile_fro
 from streammuse.datasets.frames import empty_frames
 from streammuse.errors import StreamMuseError
 from streammuse.planner.profiler import WARMUP_REQUESTS, ProfileSettings, build_profile, measure_rtt, parse_gen_lens
-from streammuse.serving.protocol import CreateSessionResponse, InferResponse
+from streammuse.contract import CreateSessionResponse, InferResponse
 
 
 @pytest.mark.parametrize(("text", "expected"), [("1-4", (1, 2, 3, 4)), ("1,3,2-3", (1, 2, 3)), ("8", (8,))])
@@ -90,14 +90,15 @@ def test_build_profile_without_network():
 
 
 def test_measure_rtt_against_the_real_engine_in_process():
-    from streammuse.client.inprocess import InProcessTransport
+    from streammuse.client.transports import InProcessTransport
+    from streammuse.core.sessions import SessionCore
     from streammuse.model.engine import StreamingEngine
 
-    transport = InProcessTransport(StreamingEngine.random("tiny", seed=0))
+    transport = InProcessTransport(SessionCore(StreamingEngine.random("tiny", seed=0)))
     table = measure_rtt(transport, ProfileSettings(gen_lens=(1, 2), samples=1), empty_frames(4))
     assert table["gen_len"].tolist() == [1, 2]
     assert (table["network_ms"] == 0).all()
     # Nothing is injected: the RTT is the call itself, which contains the engine's time.
     assert (table["inference_ms"] > 0).all()
     assert (table["rtt_ms"] >= table["inference_ms"]).all()
-    assert transport.sessions == {}
+    assert transport.core.sessions == {}

@@ -5,7 +5,7 @@ import pytest
 
 from streammuse.errors import StreamMuseError
 from streammuse.planner.rtt_model import (
-    ParetoNetwork,
+    NetworkModel,
     QuadraticFit,
     fit_inference,
     fit_pareto,
@@ -55,7 +55,7 @@ def test_fit_pareto_recovers_parameters():
 
 def test_pareto_quantile_by_hand():
     # Q95 = nu + x_min (0.05^(-1/2) - 1) = 100 + 10 (sqrt(20) - 1)
-    assert ParetoNetwork(100.0, 10.0, 2.0).quantile_ms(0.95) == pytest.approx(100 + 10 * (20**0.5 - 1))
+    assert NetworkModel(100.0, 10.0, 2.0).quantile_ms(0.95) == pytest.approx(100 + 10 * (20**0.5 - 1))
 
 
 @pytest.mark.parametrize(

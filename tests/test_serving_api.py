@@ -7,7 +7,8 @@ from fastapi.testclient import TestClient
 
 from streammuse.model.engine import StreamingEngine
 from streammuse.serving.app import MAX_BODY_BYTES, create_app
-from streammuse.serving.sessions import SessionStore
+from streammuse.core.drivers import RealtimeDriver
+from streammuse.core.sessions import SessionCore
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def engine():
 
 @pytest.fixture()
 def client(engine):
-    with TestClient(create_app(SessionStore(engine))) as c:
+    with TestClient(create_app(RealtimeDriver(SessionCore(engine)))) as c:
         yield c
 
 
@@ -100,7 +101,7 @@ def test_context_rebuilds_a_session_any_replica_lacks(client):
 
 
 def test_bearer_token(engine, monkeypatch):
-    with TestClient(create_app(SessionStore(engine), token="s3cret")) as c:
+    with TestClient(create_app(RealtimeDriver(SessionCore(engine)), token="s3cret")) as c:
         assert c.get("/healthz").status_code == 200  # health needs no token
         _error(c.post("/v1/sessions", json={}), 401, "unauthorized")
         _error(c.get("/v1/model", headers={"authorization": "Bearer wrong"}), 401, "unauthorized")

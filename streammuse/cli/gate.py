@@ -48,7 +48,7 @@ def gate(
     keep: Annotated[Path | None, typer.Option(help="Keep the gate's run folders here (default: a temp folder).")] = None,
 ) -> None:
     """Run the fixed evaluation and fail (exit 1) if any metric regressed past its tolerance."""
-    from streammuse.client.runs import git_rev
+    from streammuse.experiment.runs import git_rev
     from streammuse.model.engine import StreamingEngine
 
     cfg = GateConfig(testset=testset)

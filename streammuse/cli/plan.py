@@ -14,7 +14,7 @@ from rich.table import Table
 from streammuse.errors import StreamMuseError
 from streammuse.planner.feasibility import Plan, Verdict, infeasible_advice, plan_bpm
 from streammuse.planner.profile_fit import f95_from_profile, load_profile
-from streammuse.planner.rtt_model import QuadraticFit
+from streammuse.rtt import QuadraticFit
 
 _CELL = {
     Verdict.VALID: "[green]ok[/]",

@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streammuse.client import replay as rp
+from streammuse.experiment import config as xc
+from streammuse.experiment import replay as rp
+from streammuse.experiment import servers
 
 
 def replay(
@@ -23,8 +25,8 @@ def replay(
     gen_len: Annotated[int, typer.Option("--gen-len", "-g", help="GL: ticks asked for per request.")] = 5,
     server: Annotated[str | None, typer.Option(help="Server URL; default: start an embedded server and stop it after.")] = None,
     profile: Annotated[Path | None, typer.Option(help="Latency profile JSON; default: the shipped one for --setting.")] = None,
-    clock: Annotated[str, typer.Option(help="wall (real time, real server) or sim (virtual clock, engine in process).")] = "wall",
-    concurrency: Annotated[int, typer.Option(help="Songs playing at once (wall clock).")] = 4,
+    clock: Annotated[str, typer.Option(help="wall (real time, real server) or sim (virtual clock, the server's session core in process).")] = "wall",
+    concurrency: Annotated[int, typer.Option(help="Songs playing at once, sharing one server (wall) or one virtual replica (sim).")] = 4,
     songs: Annotated[int | None, typer.Option(help="Play the first N songs; 0 = all.")] = 8,
     max_bars: Annotated[int | None, typer.Option(help="Crop each song to B bars; 0 = whole songs.")] = 16,
     seed: Annotated[int, typer.Option(help="Seeds sampling and injected latency.")] = 0,
@@ -35,7 +37,8 @@ def replay(
     resume: Annotated[bool, typer.Option(help="Continue the newest run folder with these settings.")] = False,
     out: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     model: Annotated[Path | None, typer.Option(help="Checkpoint for --clock sim / offline; default: shipped.")] = None,
-    server_time: Annotated[str, typer.Option(help="Sim clock server time: modelled (profile) or measured.")] = "modelled",
+    server_time: Annotated[str, typer.Option(help="Sim clock: modelled (the profile's measured or paper server model) or measured (engine compute per batch here).")] = "modelled",
+    front: Annotated[str, typer.Option(help="Sim clock: core (the session core directly) or http (the FastAPI app in process).")] = "core",
     random_weights: Annotated[bool, typer.Option(help="Random tiny weights instead of a checkpoint (tests, speed).")] = False,
     auto: Annotated[bool, typer.Option(help="Take (I, GL) from the planner for this profile and BPM (equation 3).")] = False,
 ) -> None:
@@ -43,16 +46,17 @@ def replay(
     what a listener would have heard (performance MIDI, request and tick logs)."""
     if auto:
         interval, gen_len = _auto_pair(setting, profile, bpm, sweep)
-    cfg = rp.ReplayConfig(
+    cfg = xc.ReplayConfig(
         testset=testset, setting=setting, bpm=bpm, interval=interval, gen_len=gen_len, server=server,
         profile=str(profile) if profile else None, clock=clock, concurrency=concurrency,
         songs=songs or None, max_bars=max_bars or None, seed=seed, out=out, resume=resume, server_time=server_time,
+        front=front,
     )
-    pairs = rp.parse_sweep(sweep) or [(interval, gen_len)]
+    pairs = xc.parse_sweep(sweep) or [(interval, gen_len)]
     if setting == "offline":
         pairs = [(1, 1)]
     for i, gl in pairs:
-        rp.with_pair(cfg, i, gl).validate()
+        cfg.with_pair(i, gl).validate()
     profile_obj = rp.resolve_profile(cfg)
     song_list = rp.load_songs(cfg)
     console = Console(stderr=True)
@@ -62,7 +66,7 @@ def replay(
         total = progress.add_task("run", total=len(pairs) * len(song_list))
         with _backend(cfg, model, random_weights) as (engine, transport):
             for i, gl in pairs:
-                pair_cfg = rp.with_pair(cfg, i, gl)
+                pair_cfg = cfg.with_pair(i, gl)
                 label = "offline" if setting == "offline" else f"{setting} I={i} GL={gl}"
                 task = progress.add_task(f"  {label}", total=len(song_list))
 
@@ -91,18 +95,13 @@ def _auto_pair(setting: str, profile: Path | None, bpm: float, sweep: str | None
 
 def _run_pair(cfg, engine, transport, song_list, profile, tick, progress, task, total):
     model_id = str(getattr(engine, "model_id", None) or getattr(transport, "model_id", None) or cfg.server or "embedded")
-    writer = rp.open_run(cfg, profile, song_list, model_id)
-    already = len(writer.done_songs() & {s.name for s in song_list})
+    done = rp.open_run(cfg, profile, song_list, model_id).done_songs() if cfg.resume else set()
+    already = len(done & {s.name for s in song_list})
     progress.advance(task, already)
     progress.advance(total, already)
-    lateness: list[float] = []
-    if cfg.setting == "offline":
-        rp.replay_offline(cfg, engine, song_list, writer, tick)
-    elif cfg.clock == "sim":
-        rp.replay_sim(cfg, engine, song_list, writer, profile, tick)
-    else:
-        lateness = rp.replay_wall(cfg, transport, song_list, writer, profile, tick, _SongBars(progress))
-    return cfg, writer.path, lateness
+    path, lateness = rp.run_pair(cfg, song_list, profile, engine=engine, transport=transport, model_id=model_id,
+                                 progress=tick, watch=_SongBars(progress))
+    return cfg, path, lateness
 
 
 class _SongBars:
@@ -127,7 +126,7 @@ class _SongBars:
 class _backend:
     """The engine (sim clock, offline) or the transport (wall clock) for the whole command."""
 
-    def __init__(self, cfg: rp.ReplayConfig, model: Path | None, random_weights: bool) -> None:
+    def __init__(self, cfg: xc.ReplayConfig, model: Path | None, random_weights: bool) -> None:
         self.cfg, self.model, self.random_weights, self._cm = cfg, model, random_weights, None
 
     def __enter__(self):
@@ -137,10 +136,10 @@ class _backend:
             if self.random_weights:
                 return StreamingEngine.random("tiny", seed=self.cfg.seed), None
             return StreamingEngine.load(path=self.model), None
-        self._cm = rp.open_transport(self.cfg, self.model, self.random_weights)
+        self._cm = servers.open_transport(self.cfg, self.model, self.random_weights)
         transport = self._cm.__enter__()
         try:
-            transport.model_id = rp.check_server(transport, self.cfg) or None
+            transport.model_id = servers.check_server(transport, self.cfg) or None
         except BaseException:
             self._cm.__exit__(None, None, None)
             raise

@@ -12,16 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from streammuse.datasets.song import TICKS_PER_BEAT
+from streammuse.contract import tau_ms
 
 # asyncio's selector rounds its timeout up to whole ms; waking this much early and
 # yielding until the onset trades a little CPU for sub-ms lateness.
 _EARLY_WAKE_S = 0.0015
-
-
-def tau_ms(bpm: float) -> float:
-    """tau = 60000 / (4 BPM): one tick (a 1/16 note) in ms."""
-    return 60000.0 / (TICKS_PER_BEAT * bpm)
 
 
 class TickClock:

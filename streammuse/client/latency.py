@@ -1,15 +1,13 @@
-"""Injected latency: the RTT model of section IV-C and the profile files that hold it.
+"""Latency profiles and the injector that draws each request's delays from one.
 
-RTT(GL) = IL(GL) + NL, with
-
-* network latency NL = nu + (xi - x_min), xi ~ Pareto(x_min, alpha): a fixed delay nu
-  plus a heavy-tailed term whose minimum is 0 (alpha > 1 keeps its mean finite);
-* inference latency IL(GL) = a GL^2 + b GL + c + eps, eps ~ N(0, sigma^2): the
-  ``server_model`` the sim clock uses in place of a measured server time.
-
-A profile (``profiles/*.json``, schema in ``docs/design.md`` section 4) names one
-deployment: ``local`` (no network), ``local-server``, ``remote``; users pass their own
-with ``--profile FILE``.
+A profile (``profiles/*.json``, schema in ``docs/design.md`` section 4, validated by
+:class:`ProfileFile`) names one deployment by the RTT model of section IV-C
+(``streammuse.rtt``): its network model (None: no network, the Local setting), the
+server-time jitter, the server model the sim clock's virtual replica times its batches
+with, and the RTT fit ``streammuse profile`` measured. Each says where its numbers come
+from (``source``): a passage of the paper, or the command, machine and date of a
+measurement. Shipped: ``local`` (measured on the dev machine), ``local-server`` and
+``remote`` (the paper's GPU settings); users pass their own with ``--profile FILE``.
 """
 
 from __future__ import annotations
@@ -18,58 +16,63 @@ import json
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streammuse.errors import StreamMuseError
+from streammuse.rtt import NetworkModel, ServerModel
 
 SHIPPED_PROFILES = ("local", "local-server", "remote")
 
 
-@dataclass(frozen=True)
-class NetworkModel:
-    """NL = nu + (xi - x_min), xi ~ Pareto(x_min, alpha) (section IV-C)."""
-
-    nu_ms: float
-    x_min_ms: float
-    alpha: float
-
-    def sample_ms(self, rng: np.random.Generator, size: int | None = None) -> np.ndarray | float:
-        """Draw NL in ms (one value, or ``size`` values)."""
-        return self.nu_ms + (pareto(rng, self.x_min_ms, self.alpha, size) - self.x_min_ms)
-
-    @property
-    def mean_ms(self) -> float:
-        """E[NL] = nu + x_min / (alpha - 1)."""
-        return self.nu_ms + self.x_min_ms / (self.alpha - 1.0)
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
-class ServerModel:
-    """IL(GL) = a GL^2 + b GL + c + N(0, sigma^2) in ms (section IV-C)."""
+class ProfileSource(_Strict):
+    """Where a profile's numbers come from."""
 
+    kind: Literal["paper", "measured"]
+    detail: str = Field(..., min_length=1, description="the paper passage followed, or the command run")
+    machine: str | None = None  # measured: what it ran on
+    date: str | None = None  # measured: when
+
+
+class _Network(_Strict):
+    nu_ms: float = Field(..., ge=0)
+    x_min_ms: float = Field(..., gt=0)
+    alpha: float = Field(..., gt=1)
+
+
+class _Server(_Strict):
     a: float
     b: float
     c: float
-    sigma_ms: float = 0.0
+    sigma_ms: float = Field(0.0, ge=0)
+    batch_slope: float = Field(0.0, ge=0)
 
-    def mean_ms(self, gen_len: int) -> float:
-        """f(GL) = a GL^2 + b GL + c."""
-        return self.a * gen_len**2 + self.b * gen_len + self.c
 
-    def sample_ms(self, rng: np.random.Generator, gen_len: int) -> float:
-        """One draw of IL(GL), clipped at 0 (a server never answers before it is asked)."""
-        noise = rng.normal(0.0, self.sigma_ms) if self.sigma_ms > 0 else 0.0
-        return max(0.0, self.mean_ms(gen_len) + noise)
+class ProfileFile(_Strict):
+    """The JSON form of a latency profile."""
+
+    name: str = Field(..., min_length=1)
+    description: str = ""
+    source: ProfileSource
+    network: _Network | None = None
+    server_jitter_ms: float = Field(0.0, ge=0)
+    server_model: _Server | None = None
+    rtt_fit: dict | None = None
 
 
 @dataclass(frozen=True)
 class LatencyProfile:
-    """One deployment's latency: network model (None = no network), server jitter,
-    modelled server time and the RTT fit ``streammuse profile`` measured."""
+    """One deployment's latency (see the module docstring)."""
 
     name: str
     description: str = ""
+    source: dict | None = None
     network: NetworkModel | None = None
     server_jitter_ms: float = 0.0
     server_model: ServerModel | None = None
@@ -91,15 +94,6 @@ class DelayDraw:
     server_jitter_ms: float
 
 
-def pareto(rng: np.random.Generator, x_min: float, alpha: float, size: int | None = None):
-    """Draw xi ~ Pareto(x_min, alpha): density alpha x_min^alpha / x^(alpha+1), x >= x_min.
-
-    numpy's ``pareto`` is the Lomax (Pareto II) law, whose support starts at 0;
-    ``x_min * (1 + lomax)`` is the classical Pareto the paper uses.
-    """
-    return x_min * (1.0 + rng.pareto(alpha, size))
-
-
 class LatencyInjector:
     """Draws each request's delays from a profile with its own seeded Generator."""
 
@@ -114,13 +108,6 @@ class LatencyInjector:
         sj = self.profile.server_jitter_ms
         jitter = max(0.0, float(self.rng.normal(0.0, sj))) if sj > 0 else 0.0
         return DelayDraw(nl, nl / 2.0, nl / 2.0, jitter)
-
-    def server_ms(self, gen_len: int) -> float:
-        """Modelled server time IL(GL) for the sim clock."""
-        model = self.profile.server_model
-        if model is None:
-            raise StreamMuseError(f"profile {self.profile.name!r} has no server_model; the sim clock needs one")
-        return model.sample_ms(self.rng, gen_len)
 
 
 def load_profile(name_or_path: str | Path) -> LatencyProfile:
@@ -148,53 +135,13 @@ def load_profile(name_or_path: str | Path) -> LatencyProfile:
 
 
 def profile_from_dict(data: object, source: str = "profile") -> LatencyProfile:
-    """Validate a profile's JSON form and build it (schema: docs/design.md section 4)."""
-    if not isinstance(data, dict):
-        raise StreamMuseError(f"{source}: a profile is a JSON object")
-    unknown = set(data) - {"name", "description", "network", "server_jitter_ms", "server_model", "rtt_fit"}
-    if unknown:
-        raise StreamMuseError(f"{source}: unknown field(s) {', '.join(sorted(unknown))}")
-    name = data.get("name")
-    if not isinstance(name, str) or not name:
-        raise StreamMuseError(f"{source}: 'name' must be a non-empty string")
-    network = None
-    if data.get("network") is not None:
-        net = _numbers(data["network"], ("nu_ms", "x_min_ms", "alpha"), source, "network")
-        if net["nu_ms"] < 0 or net["x_min_ms"] <= 0 or net["alpha"] <= 1:
-            raise StreamMuseError(f"{source}: network needs nu_ms >= 0, x_min_ms > 0 and alpha > 1")
-        network = NetworkModel(**net)
-    server_model = None
-    if data.get("server_model") is not None:
-        sm = _numbers(data["server_model"], ("a", "b", "c"), source, "server_model", optional=("sigma_ms",))
-        if sm.get("sigma_ms", 0.0) < 0:
-            raise StreamMuseError(f"{source}: server_model.sigma_ms must be >= 0")
-        server_model = ServerModel(**sm)
-    jitter = data.get("server_jitter_ms", 0.0)
-    if not _is_number(jitter) or jitter < 0:
-        raise StreamMuseError(f"{source}: server_jitter_ms must be a number >= 0")
-    rtt_fit = data.get("rtt_fit")
-    if rtt_fit is not None and not isinstance(rtt_fit, dict):
-        raise StreamMuseError(f"{source}: rtt_fit must be an object or null")
-    return LatencyProfile(name, str(data.get("description", "")), network, float(jitter), server_model, rtt_fit)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-
-
-def _numbers(obj: object, required: tuple[str, ...], source: str, where: str, optional: tuple[str, ...] = ()) -> dict:
-    if not isinstance(obj, dict):
-        raise StreamMuseError(f"{source}: {where} must be an object or null")
-    extra = set(obj) - set(required) - set(optional)
-    if extra:
-        raise StreamMuseError(f"{source}: {where} has unknown field(s) {', '.join(sorted(extra))}")
-    out = {}
-    for key in required + optional:
-        if key not in obj:
-            if key in optional:
-                continue
-            raise StreamMuseError(f"{source}: {where}.{key} is missing")
-        if not _is_number(obj[key]):
-            raise StreamMuseError(f"{source}: {where}.{key} must be a number")
-        out[key] = float(obj[key])
-    return out
+    """Validate a profile's JSON form (:class:`ProfileFile`) and build it."""
+    try:
+        p = ProfileFile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "profile"
+        raise StreamMuseError(f"{source}: {where}: {first['msg']}") from None
+    network = NetworkModel(**p.network.model_dump()) if p.network is not None else None
+    server = ServerModel(**p.server_model.model_dump()) if p.server_model is not None else None
+    return LatencyProfile(p.name, p.description, p.source.model_dump(), network, p.server_jitter_ms, server, p.rtt_fit)

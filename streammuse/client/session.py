@@ -24,9 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from streammuse.client.buffer import Played, TickBuffer
-from streammuse.client.wire import frames_to_wire
+from streammuse.contract import InferRequest, InferResponse, SessionContext, frames_to_wire
 from streammuse.datasets.song import Song, note_array
-from streammuse.serving.protocol import InferRequest, InferResponse, SessionContext
 
 MAX_BACKOFF_TICKS = 64  # 2 bars of 4/4: long enough to stop hammering a dead server
 

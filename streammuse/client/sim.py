@@ -1,137 +1,196 @@
-"""The sim clock: a discrete-event replay of one song on a virtual clock.
+"""The sim clock: songs replayed on a virtual timeline against one virtual replica.
 
-Events, in virtual ms from the onset of tick 0:
+What is simulated is *time*, never the rules: requests go to the session core through
+a front (``CoreFront``: the core's virtual driver; ``AsgiFront``: the real HTTP app in
+process over that driver), so batching window, queueing, superseding, rebuilds and
+batching across songs are the server's own. Events, in virtual ms:
 
-* tick onset t at ``t * tau`` (t = -1 is the count-in): the client plays, releases M[t]
-  and maybe sends a request;
-* a request reaches the server at ``send + NL/2``;
-* the server works on one request of a session at a time. When it is free it takes the
-  newest request waiting and answers the older waiting ones ``superseded`` (the newest
-  chunk covers theirs: chunks start at the last answered request); one older than the
-  last it ran is answered ``superseded`` at once; the run takes IL, the modelled ``server_model`` time (+ the profile's server
-  jitter) or, with ``server_time="measured"``, the engine's measured compute time;
-* the answer reaches the client at ``server end + NL/2``.
+* a song starts (at 0 for the first ``concurrency`` songs, then when one ends, as the
+  wall clock's pool does); its session is opened, tick -1 (the count-in) is at once and
+  tick t's onset ``tau`` later per tick;
+* at a tick onset the client plays, releases M[t] and maybe sends a request;
+* a request reaches the replica ``NL/2`` after it was sent, and waits in the core;
+* the replica starts a batch when the core says (``next_batch_at``) and ends it
+  ``server_ms(batch)`` later: the batch's measured compute time, or a draw from a
+  profile's measured server model (see ``experiment``);
+* an answer reaches the client ``NL/2`` (+ the profile's server jitter) after its batch
+  ended;
+* a song ends at the end of its last tick, once its requests are answered (at most
+  ``DRAIN_S`` later).
 
 At equal times a tick onset comes first, so an answer arriving exactly at a tick's
-onset is late for that tick (the strict arrival rule). All randomness comes from one
-seeded Generator drawn in event order, and the engine is called in event order, so a
-modelled server time and a fixed seed give the same event log on every run.
+onset is late for that tick (the strict arrival rule). Randomness comes from seeded
+generators drawn in event order, so a modelled server time and a fixed seed give the
+same event log on every run.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import heapq
 import itertools
 from dataclasses import dataclass, field
 
 from streammuse.client.latency import DelayDraw, LatencyInjector
 from streammuse.client.session import RequestRecord, SongClient
-from streammuse.serving.protocol import CreateSessionRequest, InferRequest, InferResponse
+from streammuse.client.transports import ServerUnavailable, UnknownSession
+from streammuse.contract import CreateSessionRequest, InferRequest
 
-_ONSET, _SERVER_ARRIVE, _SERVER_DONE, _CLIENT_ARRIVE, _CLIENT_ERROR = 0, 1, 2, 3, 4
+DRAIN_S = 2.0  # as the wall clock: answers in flight after the last tick are awaited this long
+_ONSET, _ARRIVE, _REPLICA, _ANSWER, _START, _END = 0, 1, 2, 3, 4, 5  # order of events at equal times
 
 
 @dataclass
-class _InFlight:
+class SimSong:
+    """One song of a simulation: its client, its injected delays, its session settings."""
+
+    client: SongClient
+    injector: LatencyInjector
+    session_request: CreateSessionRequest
+    origin_ms: float = 0.0  # virtual time of tick 0's onset
+    session_id: str = ""
+    in_flight: int = 0
+    ended: bool = False  # its last tick has passed
+    finished: bool = False  # its session is closed and its logs are final
+
+
+@dataclass
+class _Sent:
+    song: SimSong
     rec: RequestRecord
     req: InferRequest
     draw: DelayDraw
-    arrive_ms: float = 0.0
+    task: asyncio.Task | None = None
+    job: object = None
 
 
 @dataclass
-class _Server:
-    busy: bool = False
-    waiting: list[_InFlight] = field(default_factory=list)
+class _Timeline:
+    events: list = field(default_factory=list)
+    seq: itertools.count = field(default_factory=itertools.count)
+
+    def push(self, time_ms: float, kind: int, payload=None) -> None:
+        heapq.heappush(self.events, (time_ms, kind, next(self.seq), payload))
 
 
-def simulate_song(
-    client: SongClient,
-    transport,
-    injector: LatencyInjector,
-    session_request: CreateSessionRequest,
-    server_time: str = "modelled",
-) -> None:
-    """Replay ``client``'s song on the virtual clock against ``transport`` (in process).
+async def simulate(songs: list[SimSong], front, driver, concurrency: int = 1, on_done=None) -> None:
+    """Play ``songs`` (at most ``concurrency`` at once) through ``front`` on ``driver``'s
+    virtual replica; ``await on_done(song)`` after each song ends."""
+    sim = _Sim(front, driver, on_done, list(songs))
+    for _ in range(min(concurrency, len(songs))):
+        sim.timeline.push(0.0, _START, sim.waiting.pop(0))
+    await sim.run()
 
-    A transport that raises ``ServerUnavailable`` or ``UnknownSession`` (a fault-injecting
-    wrapper, say) fails the request as the wall clock would: the client learns of it
-    when the answer would have arrived, backs off, and after an unknown session opens a
-    new one and re-sends its context.
-    """
-    UnknownSession, ServerUnavailable = transport_errors()
-    tau = client.tau_ms
-    session = {"id": transport.create_session(session_request).session_id}
-    server = _Server()
-    events: list = []
-    seq = itertools.count()
 
-    def push(time_ms: float, kind: int, payload=None) -> None:
-        heapq.heappush(events, (time_ms, 0 if kind == _ONSET else 1, next(seq), kind, payload))
+def run_simulation(songs: list[SimSong], front, driver, concurrency: int = 1, on_done=None) -> None:
+    """:func:`simulate` on a fresh event loop (the loop only runs coroutines: no real time passes)."""
+    asyncio.run(simulate(songs, front, driver, concurrency, on_done))
 
-    def start_next(now: float) -> None:
-        if server.busy or not server.waiting:
-            return
-        *older, job = server.waiting
-        server.waiting = []
-        for old in older:
-            push(now + old.draw.response_ms, _CLIENT_ARRIVE,
-                 (old, InferResponse(status="superseded", request_tick=old.rec.request_tick, queue_ms=now - old.arrive_ms)))
-        try:
-            response = transport.infer(session["id"], job.req)
-        except (UnknownSession, ServerUnavailable) as exc:
-            push(now + job.draw.response_ms, _CLIENT_ERROR, (job, isinstance(exc, UnknownSession)))
-            start_next(now)
-            return
-        il_ms = injector.server_ms(job.rec.gen_len) if server_time == "modelled" else response.inference_ms
-        il_ms += job.draw.server_jitter_ms
-        response = response.model_copy(update={"inference_ms": il_ms, "queue_ms": now - job.arrive_ms})
-        server.busy = True
-        push(now + il_ms, _SERVER_DONE, (job, response))
 
-    for t in range(-1, client.n_ticks):
-        push(t * tau, _ONSET, t)
-    while events:
-        now, _, _, kind, payload = heapq.heappop(events)
-        if kind == _ONSET:
-            for rec, req in client.on_tick(payload, now):
-                job = _InFlight(rec, req, injector.draw())
-                push(now + job.draw.request_ms, _SERVER_ARRIVE, job)
-        elif kind == _SERVER_ARRIVE:
-            payload.arrive_ms = now
-            server.waiting.append(payload)
-            start_next(now)
-        elif kind == _SERVER_DONE:
-            job, response = payload
-            server.busy = False
-            push(now + job.draw.response_ms, _CLIENT_ARRIVE, (job, response))
-            start_next(now)
-        elif kind == _CLIENT_ARRIVE:
-            job, response = payload
-            client.on_reply(job.rec, response, now, job.draw.network_ms)
+class _Sim:
+    def __init__(self, front, driver, on_done, waiting: list[SimSong]) -> None:
+        self.front, self.driver, self.on_done = front, driver, on_done
+        self.waiting = waiting  # songs not started yet
+        self.timeline = _Timeline()
+        self.at_replica: list[_Sent] = []
+
+    async def run(self) -> None:
+        events = self.timeline.events
+        while events or self.driver.next_event_s() is not None:
+            replica_ms = self.driver.next_event_s()
+            replica_ms = None if replica_ms is None else replica_ms * 1000.0
+            if replica_ms is not None and (not events or (replica_ms, _REPLICA) < events[0][:2]):
+                await self._replica(replica_ms)
+                continue
+            now, kind, _, payload = heapq.heappop(events)
+            self.driver.virtual_s = now / 1000.0
+            if kind == _ONSET:
+                self._onset(now, *payload)
+            elif kind == _ARRIVE:
+                await self._arrive(now, payload)
+            elif kind == _ANSWER:
+                await self._answer(now, *payload)
+            elif kind == _START:
+                await self._start(now, payload)
+            elif kind == _END:
+                await self._end(now, payload)
+
+    async def _start(self, now: float, song: SimSong) -> None:
+        song.session_id = (await self.front.create_session(song.session_request)).session_id
+        song.origin_ms = now + song.client.tau_ms
+        for t in range(-1, song.client.n_ticks):
+            self.timeline.push(song.origin_ms + t * song.client.tau_ms, _ONSET, (song, t))
+        self.timeline.push(song.origin_ms + song.client.n_ticks * song.client.tau_ms, _END, song)
+
+    def _onset(self, now: float, song: SimSong, tick: int) -> None:
+        for rec, req in song.client.on_tick(tick, now - song.origin_ms):
+            sent = _Sent(song, rec, req, song.injector.draw())
+            song.in_flight += 1
+            self.timeline.push(now + sent.draw.request_ms, _ARRIVE, sent)
+
+    async def _arrive(self, now: float, sent: _Sent) -> None:
+        before = self.driver.core.submissions
+        sent.task = asyncio.ensure_future(self.front.infer(sent.song.session_id, sent.req))
+        while self.driver.core.submissions == before and not sent.task.done():
+            await asyncio.sleep(0)  # let the front's request reach the core
+        if self.driver.core.submissions != before:
+            sent.job = self.driver.core.pending[-1]
+            self.at_replica.append(sent)
         else:
-            job, unknown_session = payload
-            client.on_error(job.rec, now, unknown_session)
-            if unknown_session:
-                with contextlib.suppress(ServerUnavailable):
-                    session["id"] = transport.create_session(session_request).session_id
-    client.finish_pending()
-    transport.close_session(session["id"])
+            self._reply(now, sent)
 
+    async def _replica(self, now: float) -> None:
+        self.driver.advance(now / 1000.0)
+        answered = [s for s in self.at_replica if s.job.done]
+        self.at_replica = [s for s in self.at_replica if not s.job.done]
+        for sent in answered:
+            await asyncio.wait({sent.task})
+            self._reply(now, sent)
 
-def transport_errors() -> tuple[type[BaseException], type[BaseException]]:
-    """``(UnknownSession, ServerUnavailable)`` as the serving transports raise them.
+    def _reply(self, now: float, sent: _Sent) -> None:
+        delay = sent.draw.response_ms + sent.draw.server_jitter_ms
+        self.timeline.push(now + delay, _ANSWER, (sent, sent.task))
 
-    Without ``streammuse.serving.transport`` (a client-only install) nothing raises them,
-    so classes that are never raised stand in.
-    """
-    try:
-        from streammuse.serving.transport import ServerUnavailable, UnknownSession
-    except ImportError:
-        return _NeverRaised, _NeverRaised
-    return UnknownSession, ServerUnavailable
+    async def _answer(self, now: float, sent: _Sent, task: asyncio.Task) -> None:
+        song, client = sent.song, sent.song.client
+        song.in_flight -= 1
+        if song.finished:
+            return  # the song gave up on it (DRAIN_S), as the wall clock cancels it
+        local_ms = now - song.origin_ms
+        error = task.exception()
+        if error is None:
+            client.on_reply(sent.rec, task.result(), local_ms, sent.draw.network_ms)
+        elif isinstance(error, UnknownSession):
+            client.on_error(sent.rec, local_ms, unknown_session=True)
+            try:
+                song.session_id = (await self.front.create_session(song.session_request)).session_id
+            except ServerUnavailable:
+                pass  # the next request fails too and backs off; it re-sends the context
+        elif isinstance(error, ServerUnavailable):
+            client.on_error(sent.rec, local_ms, unknown_session=False)
+        else:
+            raise error  # a 4xx on our own client's request is a bug
+        if song.ended and song.in_flight == 0:
+            await self._finish(now, song)
 
+    async def _end(self, now: float, song: SimSong) -> None:
+        if not song.ended:
+            song.ended = True
+            if song.in_flight:
+                self.timeline.push(now + DRAIN_S * 1000.0, _END, song)
+                return
+        await self._finish(now, song)
 
-class _NeverRaised(Exception):
-    """Stands in for a transport error when no serving transport is installed."""
+    async def _finish(self, now: float, song: SimSong) -> None:
+        if song.finished:
+            return
+        song.finished = True
+        song.client.finish_pending()
+        try:
+            await self.front.close_session(song.session_id)
+        except (ServerUnavailable, UnknownSession):
+            pass  # a session we cannot close expires on its TTL
+        if self.on_done is not None:
+            await self.on_done(song)
+        if self.waiting:
+            self.timeline.push(now, _START, self.waiting.pop(0))

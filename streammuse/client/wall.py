@@ -18,7 +18,7 @@ from streammuse.client.clock import TickClock
 from streammuse.client.latency import LatencyInjector
 from streammuse.client.session import RequestRecord, SongClient
 from streammuse.errors import StreamMuseError
-from streammuse.serving.protocol import CreateSessionRequest, InferRequest
+from streammuse.contract import CreateSessionRequest, InferRequest
 
 DRAIN_S = 2.0  # after the last tick, how long answers still in flight are awaited
 
@@ -42,7 +42,7 @@ class WallSong:
 
     async def run(self) -> None:
         """Play the whole song, then close its session."""
-        from streammuse.serving.transport import ServerUnavailable
+        from streammuse.client.transports import ServerUnavailable
 
         try:
             self.session_id = (await self._call(self.transport.create_session, self.session_request)).session_id
@@ -64,7 +64,7 @@ class WallSong:
             pass
 
     async def _send(self, rec: RequestRecord, req: InferRequest) -> None:
-        from streammuse.serving.transport import ServerUnavailable, UnknownSession
+        from streammuse.client.transports import ServerUnavailable, UnknownSession
 
         draw = self.injector.draw()
         await asyncio.sleep(draw.request_ms / 1000.0)
@@ -81,7 +81,7 @@ class WallSong:
         self.client.on_reply(rec, response, self.clock.now_ms(), draw.network_ms)
 
     async def _reopen(self) -> None:
-        from streammuse.serving.transport import ServerUnavailable
+        from streammuse.client.transports import ServerUnavailable
 
         try:
             self.session_id = (await self._call(self.transport.create_session, self.session_request)).session_id

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 from streammuse.errors import StreamMuseError
 
-# (setting, I, GL). The remote pair is the planner's recommendation at 120 BPM
-# (`streammuse plan --profile remote --bpm 120`), local-server's a deliberately tight one.
-DEFAULT_CONFIGURATIONS: tuple[tuple[str, int, int], ...] = (
-    ("offline", 1, 1),
-    ("local", 1, 2),
-    ("remote", 2, 4),
+# (setting, I, GL, front). The remote pair is the planner's recommendation at 120 BPM
+# (`streammuse plan --profile remote --bpm 120`). The local one goes through the real
+# HTTP app in process (front "http"), so CI runs the code `serve` ships, on the virtual
+# clock with the server time measured on the dev machine (the shipped local profile).
+DEFAULT_CONFIGURATIONS: tuple[tuple[str, int, int, str], ...] = (
+    ("offline", 1, 1, "core"),
+    ("local", 1, 2, "http"),
+    ("remote", 2, 4, "core"),
 )
 
 
@@ -36,7 +38,8 @@ class GateConfig:
     max_bars: int = 8
     bpm: float = 120.0
     seed: int = 0
-    configurations: tuple[tuple[str, int, int], ...] = DEFAULT_CONFIGURATIONS
+    concurrency: int = 4  # songs sharing the virtual replica, as the main job's replay
+    configurations: tuple[tuple[str, int, int, str], ...] = DEFAULT_CONFIGURATIONS
     sampling: dict = field(default_factory=lambda: {"temperature": 1.0, "top_k": 0, "top_p": 0.95})
 
     def to_dict(self) -> dict:
@@ -52,48 +55,29 @@ def configuration_name(setting: str, interval: int, gen_len: int) -> str:
     return "offline" if setting == "offline" else f"{setting}-I{interval}-GL{gen_len}"
 
 
-def _replay_config(cfg: GateConfig, setting: str, interval: int, gen_len: int, out: Path):
-    from streammuse.client.replay import ReplayConfig
-    from streammuse.serving.protocol import SamplingSettings
+def _replay_config(cfg: GateConfig, setting: str, interval: int, gen_len: int, front: str, out: Path):
+    from streammuse.contract import SamplingSettings
+    from streammuse.experiment.config import ReplayConfig
 
     return ReplayConfig(
         testset=cfg.testset, setting=setting, bpm=cfg.bpm, interval=interval, gen_len=gen_len, clock="sim",
-        songs=cfg.songs, max_bars=cfg.max_bars, seed=cfg.seed, out=out, server_time="modelled",
-        sampling=SamplingSettings(**cfg.sampling),
+        songs=cfg.songs, max_bars=cfg.max_bars, seed=cfg.seed, out=out, server_time="modelled", front=front,
+        concurrency=cfg.concurrency, sampling=SamplingSettings(**cfg.sampling),
     )
 
 
 def replay_configuration(rcfg, engine, songs, client_factory=None) -> Path:
-    """One configuration's run folder (offline or sim clock), returned as a path.
+    """One configuration's run folder (offline or sim clock), by ``experiment.run_pair``:
+    the same code as `streammuse replay --clock sim`, so a gate figure reproduces there.
 
     ``client_factory(name, melody_frames, I, GL, tau_ms)`` builds each song's client
     (default ``SongClient``); the gate's own tests pass one that drops every response.
     """
-    from streammuse.client import replay as rp
-    from streammuse.client.clock import tau_ms
-    from streammuse.client.inprocess import InProcessTransport
-    from streammuse.client.latency import LatencyInjector
-    from streammuse.client.session import SongClient
-    from streammuse.client.sim import simulate_song
-    from streammuse.datasets.frames import song_to_frames
-    from streammuse.serving.protocol import CreateSessionRequest
+    from streammuse.experiment.replay import resolve_profile, run_pair
 
-    profile = rp.resolve_profile(rcfg)
-    writer = rp.open_run(rcfg, profile, songs, model_id=str(getattr(engine, "model_id", "unknown")))
-    if rcfg.setting == "offline":
-        rp.replay_offline(rcfg, engine, songs, writer)
-        return writer.path
-    factory = client_factory or SongClient
-    transport = InProcessTransport(engine)
-    for index, song in enumerate(songs):
-        melody_frames, _, _ = song_to_frames(song)
-        client = factory(song.name, melody_frames, rcfg.interval, rcfg.gen_len, tau_ms(rcfg.bpm))
-        session = CreateSessionRequest(bpm=rcfg.bpm, sampling=rcfg.sampling, seed=(rcfg.seed * 1000 + index) % 2**31)
-        # Same seeds as `streammuse replay --clock sim`, so a gate figure can be reproduced there.
-        simulate_song(client, transport, LatencyInjector(profile, seed=(rcfg.seed, index)), session, "modelled")
-        writer.write_song(client.performance(song.melody), rcfg.bpm, client.request_rows(),
-                          [asdict(t) for t in client.tick_records()])
-    return writer.path
+    path, _ = run_pair(rcfg, songs, resolve_profile(rcfg), engine=engine,
+                       model_id=str(getattr(engine, "model_id", "unknown")), client_factory=client_factory)
+    return path
 
 
 def density_metric(run_dir: Path) -> dict[str, float]:
@@ -127,12 +111,12 @@ def score_run(run_dir: Path, engine) -> dict[str, float]:
 
 def run_gate(cfg: GateConfig, engine, out: Path, client_factory=None) -> dict[str, float]:
     """Run every configuration into ``out`` and return ``{"<configuration>/<metric>": value}``."""
-    from streammuse.client.replay import load_songs
+    from streammuse.experiment.replay import load_songs
 
     songs = None
     results: dict[str, float] = {}
-    for setting, interval, gen_len in cfg.configurations:
-        rcfg = _replay_config(cfg, setting, interval, gen_len, out)
+    for setting, interval, gen_len, front in cfg.configurations:
+        rcfg = _replay_config(cfg, setting, interval, gen_len, front, out)
         rcfg.validate()
         songs = songs or load_songs(rcfg)
         run_dir = replay_configuration(rcfg, engine, songs, client_factory)

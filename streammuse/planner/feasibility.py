@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from streammuse.contract import TICKS_PER_BEAT, tau_ms
 from streammuse.errors import StreamMuseError
-
-TICKS_PER_BEAT = 4
 
 
 class Verdict(str, Enum):
@@ -35,7 +34,7 @@ def tick_ms(bpm: float) -> float:
     """tau_tick = 60000 / (4 BPM) ms. BPM <= 0 is a user error."""
     if not bpm > 0 or not math.isfinite(bpm):
         raise StreamMuseError(f"BPM must be a positive number, got {bpm}")
-    return 60_000.0 / (TICKS_PER_BEAT * bpm)
+    return tau_ms(bpm)
 
 
 def rt95_ticks(f95_ms: Callable[[float], float], gen_len: int, bpm: float) -> float:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from streammuse.errors import StreamMuseError
-from streammuse.planner.rtt_model import Z_95, ParetoNetwork, QuadraticFit
+from streammuse.planner.rtt_model import Z_95
+from streammuse.rtt import NetworkModel, QuadraticFit
 
 
 def load_profile(name_or_path: str | Path) -> dict:
@@ -25,13 +26,13 @@ def load_profile(name_or_path: str | Path) -> dict:
     return load_latency_profile(name_or_path).to_dict()
 
 
-def network_model(profile: dict) -> ParetoNetwork | None:
+def network_model(profile: dict) -> NetworkModel | None:
     """The profile's Pareto network model, or None for ``network: null`` (Local)."""
     net = profile.get("network")
     if net is None:
         return None
     try:
-        model = ParetoNetwork(float(net["nu_ms"]), float(net["x_min_ms"]), float(net["alpha"]))
+        model = NetworkModel(float(net["nu_ms"]), float(net["x_min_ms"]), float(net["alpha"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise StreamMuseError(f"profile network needs nu_ms, x_min_ms, alpha; got {net!r}") from exc
     if model.alpha <= 0 or model.x_min_ms <= 0:

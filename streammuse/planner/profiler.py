@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from streammuse.errors import StreamMuseError
-from streammuse.planner.rtt_model import ParetoNetwork, fit_inference, fit_pareto, fit_rtt
+from streammuse.planner.rtt_model import fit_inference, fit_pareto, fit_rtt
+from streammuse.rtt import NetworkModel
 
 # The first requests of a session pay for prefill and allocation, which a running client
 # pays once per song, not per request.
@@ -72,13 +73,12 @@ def measure_rtt(
     """Send ``samples`` requests per GL through ``transport`` and time each one.
 
     ``transport``: anything with the Transport protocol (``create_session``, ``infer``,
-    ``close_session``) - HTTP, IPC, embedded or in-process. ``melody_frames``: (T, FRAME_LEN)
+    ``close_session``) - HTTP (TCP or Unix socket), embedded or in-process. ``melody_frames``: (T, FRAME_LEN)
     true melody frames fed one per request (cycled if the song is shorter than the run).
     ``injector``: a ``streammuse.client.latency.LatencyInjector`` or None (no injected delay).
     Returns one row per request: gen_len, rtt_ms, inference_ms, queue_ms, network_ms.
     """
-    from streammuse.client.wire import frames_to_wire
-    from streammuse.serving.protocol import CreateSessionRequest, InferRequest
+    from streammuse.contract import CreateSessionRequest, InferRequest, frames_to_wire
 
     if settings.samples < 1:
         raise StreamMuseError(f"--samples must be >= 1, got {settings.samples}")
@@ -120,7 +120,7 @@ def measure_rtt(
     return pd.DataFrame(rows, columns=["gen_len", "rtt_ms", "inference_ms", "queue_ms", "network_ms"])
 
 
-def build_profile(samples: pd.DataFrame, name: str, description: str) -> tuple[dict, list[str]]:
+def build_profile(samples: pd.DataFrame, name: str, description: str, source: dict | None = None) -> tuple[dict, list[str]]:
     """A latency profile (docs/design.md section 4) from measured samples, and warnings.
 
     * ``rtt_fit``: f and f95 fitted to the mean and p95 RTT per GL (used by ``plan``);
@@ -136,11 +136,12 @@ def build_profile(samples: pd.DataFrame, name: str, description: str) -> tuple[d
         net = fit_pareto(samples["network_ms"].to_numpy())
         if net.alpha < MIN_PROFILE_ALPHA:
             warnings.append(f"network tail index alpha = {net.alpha:.3f} <= 1 (infinite mean); written as {MIN_PROFILE_ALPHA}")
-            net = ParetoNetwork(net.nu_ms, net.x_min_ms, MIN_PROFILE_ALPHA)
+            net = NetworkModel(net.nu_ms, net.x_min_ms, MIN_PROFILE_ALPHA)
         network = net.to_dict()
     profile = {
         "name": name,
         "description": description,
+        "source": source or {"kind": "measured", "detail": "streammuse profile"},
         "network": network,
         "server_jitter_ms": 0.0,  # measured jitter is already in server_model.sigma_ms
         "server_model": {**server.to_dict(), "sigma_ms": sigma},
@@ -163,3 +164,37 @@ def summary_table(samples: pd.DataFrame) -> pd.DataFrame:
         }
     )
 
+
+
+def measure_batch_slope(engine, melody_frames: np.ndarray, gen_len: int = 4,
+                        batch_sizes: tuple[int, ...] = (1, 2, 4, 8), rounds: int = 12) -> tuple[float, pd.DataFrame]:
+    """How a batch's server time grows with its size: beta in f(GL) (1 + beta (B - 1)).
+
+    For each B, B sessions of the session core advance one tick per round together and
+    each round's engine compute time is recorded (after ``WARMUP_REQUESTS`` rounds).
+    beta is the least-squares slope through the origin of t(B) / t(1) - 1 against B - 1.
+    Returns (beta, one row per round: batch_size, compute_ms).
+    """
+    from streammuse.contract import CreateSessionRequest, InferRequest, frames_to_wire
+    from streammuse.core.sessions import SessionCore
+
+    rows = []
+    for size in batch_sizes:
+        core = SessionCore(engine)
+        ids = [core.create(CreateSessionRequest(seed=k)).session_id for k in range(size)]
+        for step in range(WARMUP_REQUESTS + rounds):
+            melody = [] if step == 0 else frames_to_wire(melody_frames[(step - 1) % len(melody_frames)][None])
+            for sid in ids:
+                core.submit(sid, InferRequest(request_tick=step, gen_len=gen_len, melody=melody), 0.0)
+            batch = core.take_batch(0.0)
+            core.compute(batch)
+            core.finish(batch, 0.0)
+            if step >= WARMUP_REQUESTS:
+                rows.append({"batch_size": size, "compute_ms": batch.compute_ms})
+    table = pd.DataFrame(rows, columns=["batch_size", "compute_ms"])
+    means = table.groupby("batch_size")["compute_ms"].mean()
+    if 1 not in means.index or len(means) < 2:
+        return 0.0, table
+    x = means.index.to_numpy(dtype=float) - 1.0
+    y = means.to_numpy() / means.loc[1] - 1.0
+    return max(0.0, float(np.dot(x, y) / np.dot(x, x))), table

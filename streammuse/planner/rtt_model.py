@@ -5,18 +5,17 @@ RTT(GL) = IL(GL) + NL with
 * IL(GL) = f(GL) + eps, f(GL) = a GL^2 + b GL + c, eps ~ N(0, sigma^2)  (inference latency)
 * NL = nu + (xi - x_min), xi ~ Pareto(x_min, alpha)                    (network latency)
 
-This module fits f to measured RTTs (to the mean per GL and to the 95th percentile per GL,
+The model classes live in ``streammuse.rtt``; this module fits f to measured RTTs (to the mean per GL and to the 95th percentile per GL,
 the paper's Fig. 3) and fits (nu, x_min, alpha) to measured network delays. It knows
 nothing of the CLI or the server.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from streammuse.errors import StreamMuseError
+from streammuse.rtt import NetworkModel, QuadraticFit, RttFit
 
 # A quadratic has three coefficients: fewer distinct GL values leave it undetermined.
 MIN_GEN_LENS = 3
@@ -30,66 +29,6 @@ Z_95 = 1.6448536269514722
 # light-tailed samples the Lomax MLE runs off towards its exponential limit (alpha and
 # x_min -> infinity, x_min / alpha fixed); alpha is then pinned here and x_min refitted.
 MAX_ALPHA = 100.0
-
-
-@dataclass(frozen=True)
-class QuadraticFit:
-    """f(GL) = a GL^2 + b GL + c, in milliseconds."""
-
-    a: float
-    b: float
-    c: float
-
-    def __call__(self, gen_len: float | np.ndarray) -> float | np.ndarray:
-        """f(GL) in ms."""
-        gen_len = np.asarray(gen_len, dtype=float)
-        value = self.a * gen_len**2 + self.b * gen_len + self.c
-        return float(value) if value.ndim == 0 else value
-
-    def shifted(self, offset_ms: float) -> QuadraticFit:
-        """The same curve moved up by ``offset_ms`` (the constant terms folded into c)."""
-        return QuadraticFit(self.a, self.b, self.c + offset_ms)
-
-    def to_dict(self) -> dict[str, float]:
-        """The profile-JSON form ``{"a":..,"b":..,"c":..}``."""
-        return {"a": self.a, "b": self.b, "c": self.c}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> QuadraticFit:
-        """Read ``{"a":..,"b":..,"c":..}``; missing or non-numeric keys are a user error."""
-        try:
-            return cls(float(data["a"]), float(data["b"]), float(data["c"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StreamMuseError(f"a quadratic fit needs numbers a, b, c; got {data!r}") from exc
-
-
-@dataclass(frozen=True)
-class RttFit:
-    """The two fits of Fig. 3: f to the mean RTT per GL and f95 to the 95th percentile."""
-
-    mean: QuadraticFit
-    p95: QuadraticFit
-
-    def to_dict(self) -> dict[str, dict[str, float]]:
-        """The profile-JSON ``rtt_fit`` form."""
-        return {"mean": self.mean.to_dict(), "p95": self.p95.to_dict()}
-
-
-@dataclass(frozen=True)
-class ParetoNetwork:
-    """NL = nu + (xi - x_min), xi ~ Pareto(x_min, alpha), all in ms."""
-
-    nu_ms: float
-    x_min_ms: float
-    alpha: float
-
-    def quantile_ms(self, q: float) -> float:
-        """Q_q(NL) = nu + x_min ((1 - q)^(-1/alpha) - 1)."""
-        return self.nu_ms + self.x_min_ms * ((1.0 - q) ** (-1.0 / self.alpha) - 1.0)
-
-    def to_dict(self) -> dict[str, float]:
-        """The profile-JSON ``network`` form."""
-        return {"nu_ms": self.nu_ms, "x_min_ms": self.x_min_ms, "alpha": self.alpha}
 
 
 def fit_quadratic(gen_lens: np.ndarray, rtt_ms: np.ndarray) -> QuadraticFit:
@@ -152,7 +91,7 @@ def fit_inference(gen_lens: np.ndarray, inference_ms: np.ndarray) -> tuple[Quadr
     return fit, float(np.std(residuals, ddof=3)) if len(residuals) > 3 else 0.0
 
 
-def fit_pareto(network_ms: np.ndarray) -> ParetoNetwork:
+def fit_pareto(network_ms: np.ndarray) -> NetworkModel:
     """Fit NL = nu + (xi - x_min), xi ~ Pareto(x_min, alpha) to network delays.
 
     Estimator: nu is the smallest sample (the MLE of a lower bound). The excess
@@ -178,4 +117,4 @@ def fit_pareto(network_ms: np.ndarray) -> ParetoNetwork:
     alpha, _, x_min_ms = stats.lomax.fit(excess, floc=0.0)
     if alpha > MAX_ALPHA:
         alpha, _, x_min_ms = stats.lomax.fit(excess, f0=MAX_ALPHA, floc=0.0)
-    return ParetoNetwork(nu_ms=nu_ms, x_min_ms=float(x_min_ms), alpha=alpha)
+    return NetworkModel(nu_ms=nu_ms, x_min_ms=float(x_min_ms), alpha=float(alpha))

@@ -20,19 +20,21 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from streammuse.serving.protocol import (
+from streammuse.contract import (
     MAX_GEN_LEN,
+    SESSION_HEADER,
+    ApiError,
     CreateSessionRequest,
     CreateSessionResponse,
     ErrorResponse,
     InferRequest,
     InferResponse,
 )
-from streammuse.serving.sessions import ApiError, SessionStore, StoreOptions
+from streammuse.core.drivers import RealtimeDriver
+from streammuse.core.sessions import CoreOptions, SessionCore
 
 TOKEN_ENV = "STREAMMUSE_TOKEN"
 MAX_BODY_BYTES = 1 << 20  # a 4096-tick context is ~200 kB of JSON
-SESSION_HEADER = "x-session-id"
 ROUTER_CLASS = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long", "too_short"}
 _ERRORS = {404: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
@@ -62,13 +64,13 @@ class DeployOptions:
         """True when no GPU is asked for."""
         return self.num_gpus == 0
 
-    def store_options(self) -> StoreOptions:
-        """The store bounds of one replica."""
-        return StoreOptions(self.session_ttl_s, self.max_sessions, self.max_batch_size, self.max_wait_ms)
+    def core_options(self) -> CoreOptions:
+        """The session core's bounds on one replica."""
+        return CoreOptions(self.session_ttl_s, self.max_sessions, self.max_batch_size, self.max_wait_ms)
 
 
 # Ray Serve hands each replica its own copy of the FastAPI app, so a replica's
-# __init__ publishes its store here rather than on the app object it closed over.
+# __init__ publishes its driver here rather than on the app object it closed over.
 _REPLICA: dict = {}
 
 
@@ -90,11 +92,13 @@ def _check_token(request: Request) -> None:
         raise ApiError(401, "unauthorized", "missing or wrong bearer token")
 
 
-def create_app(store: SessionStore | None = None, token: str | None = None) -> FastAPI:
-    """The FastAPI app; ``store`` and ``token`` may be set later on ``app.state``."""
+def create_app(driver=None, token: str | None = None) -> FastAPI:
+    """The FastAPI app over a session-core driver (``RealtimeDriver`` when serving,
+    ``VirtualDriver`` in a simulation); ``driver`` and ``token`` may be set later on
+    ``app.state``."""
     app = FastAPI(title="StreamMUSE", version="1", description="Frame-synchronous streaming accompaniment (docs/design.md section 3).")
-    app.state.store, app.state.token = store, token
-    app.state.replica = "local" if store is not None else None
+    app.state.driver, app.state.token = driver, token
+    app.state.replica = "local" if driver is not None else None
     auth = [Depends(_check_token)]
 
     @app.middleware("http")
@@ -131,23 +135,23 @@ def create_app(store: SessionStore | None = None, token: str | None = None) -> F
     @app.get("/v1/model", dependencies=auth, responses=_ERRORS)
     async def model_info(request: Request) -> dict:
         """The served model's id and limits."""
-        engine = _state(request, "store").engine
+        engine = _state(request, "driver").engine
         return {"model_id": engine.model_id, "max_gen_len": MAX_GEN_LEN, "device": str(engine.device)}
 
     @app.post("/v1/sessions", dependencies=auth, responses=_ERRORS)
     async def create_session(body: CreateSessionRequest, request: Request) -> CreateSessionResponse:
         """Open a session; the id is unguessable and carries the session's settings."""
-        return _state(request, "store").create(body)
+        return _state(request, "driver").create(body)
 
     @app.post("/v1/sessions/{session_id}/infer", dependencies=auth, responses=_ERRORS)
     async def infer(session_id: str, body: InferRequest, request: Request) -> InferResponse:
         """Accompaniment for ticks s .. s+GL-1 (or ``superseded``); 404 unknown_session: re-send ``context``."""
-        return await _state(request, "store").infer(session_id, body)
+        return await _state(request, "driver").infer(session_id, body)
 
     @app.delete("/v1/sessions/{session_id}", dependencies=auth, status_code=204, responses=_ERRORS)
     async def close_session(session_id: str, request: Request) -> None:
         """Close a session."""
-        _state(request, "store").close(session_id)
+        _state(request, "driver").close(session_id)
 
     return app
 
@@ -192,7 +196,7 @@ def build_app(args: dict | None = None):
             from streammuse.serving import app as this_module
 
             this_module._REPLICA.update(
-                store=SessionStore(load_engine(opts), opts.store_options()),
+                driver=RealtimeDriver(SessionCore(load_engine(opts), opts.core_options())),
                 token=os.environ.get(TOKEN_ENV) or None,
                 replica=serve.get_replica_context().replica_id.to_full_id_str())
 

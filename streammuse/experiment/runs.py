@@ -50,11 +50,72 @@ def new_run_dir(out: Path, setting: str, interval: int, gen_len: int) -> Path:
     return path
 
 
-def find_resumable(out: Path, setting: str, interval: int, gen_len: int) -> Path | None:
-    """The newest run folder under ``out`` for these settings that has a manifest."""
-    pattern = f"*-{setting}-I{interval}-GL{gen_len}*"
-    found = [p for p in out.glob(pattern) if (p / "manifest.json").is_file()]
-    return max(found, key=lambda p: (p / "manifest.json").stat().st_mtime) if found else None
+# The manifest keys that fix what a run measures: --resume continues only a folder whose
+# saved values equal the command's.
+RESUME_KEYS = ("setting", "interval", "gen_len", "bpm", "clock", "server_time", "front", "profile", "seed",
+               "sampling", "testset", "songs", "max_bars", "concurrency", "model_id")
+
+
+def manifest(cfg, profile, songs, model_id: str, server_time_label: str) -> dict:
+    """Every setting of a run (``cfg``: an experiment ``ReplayConfig``)."""
+    import streammuse
+
+    offline = cfg.setting == "offline"
+    return {
+        "setting": cfg.setting, "interval": 1 if offline else cfg.interval, "gen_len": 1 if offline else cfg.gen_len,
+        "bpm": cfg.bpm, "clock": "none" if offline else cfg.clock,
+        "server_time": "none" if offline else (cfg.server_time if cfg.clock == "sim" else "real"),
+        "server_time_label": server_time_label, "front": cfg.front if cfg.clock == "sim" and not offline else "none",
+        "server": cfg.server, "profile": profile.to_dict(), "seed": cfg.seed,
+        "sampling": cfg.sampling.model_dump(), "model_id": model_id, "git_rev": git_rev(), "machine": machine(),
+        "testset": str(Path(cfg.testset).resolve()), "songs": [s.name for s in songs], "max_bars": cfg.max_bars,
+        "concurrency": cfg.concurrency, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "streammuse_version": getattr(streammuse, "__version__", "0.1.0"),
+    }
+
+
+def _differences(saved: dict, wanted: dict) -> list[str]:
+    return [k for k in RESUME_KEYS if json.dumps(saved.get(k), sort_keys=True, default=str)
+            != json.dumps(wanted.get(k), sort_keys=True, default=str)]
+
+
+def find_resumable(out: Path, wanted: dict) -> Path | None:
+    """The newest run folder under ``out`` whose saved settings equal ``wanted``'s.
+
+    Raises:
+        StreamMuseError: none matches, but a folder for the same setting and (I, GL) has
+            other settings (it is named, with what differs).
+    """
+    candidates = []
+    for path in sorted(out.glob("*/manifest.json")) if out.is_dir() else []:
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        candidates.append((path.stat().st_mtime, path.parent, _differences(saved, wanted), saved))
+    same = [c for c in candidates if not c[2]]
+    if same:
+        return max(same)[1]
+    near = [c for c in candidates if all(c[3].get(k) == wanted[k] for k in ("setting", "interval", "gen_len"))]
+    if near:
+        _, folder, diff, saved = max(near, key=lambda c: c[0])
+        shown = ", ".join(f"{k} {saved.get(k)!r} there, {wanted.get(k)!r} asked" for k in diff[:3])
+        raise StreamMuseError(f"--resume: {folder} was run with other settings ({shown}); "
+                              "drop --resume or use another --out")
+    return None
+
+
+def open_run_folder(cfg, profile, songs, model_id: str, server_time_label: str) -> RunWriter:
+    """A new run folder with its manifest, or with ``cfg.resume`` the one to continue."""
+    wanted = manifest(cfg, profile, songs, model_id, server_time_label)
+    out = Path(cfg.out)
+    if cfg.resume:
+        found = find_resumable(out, wanted)
+        if found is not None:
+            return RunWriter(found)
+    writer = RunWriter(new_run_dir(out, cfg.setting, wanted["interval"], wanted["gen_len"]))
+    writer.write_manifest(wanted)
+    return writer
 
 
 def git_rev() -> str:
@@ -93,6 +154,13 @@ class RunWriter:
             return json.loads((self.path / "manifest.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise StreamMuseError(f"{self.path}: no readable manifest.json ({exc})") from None
+
+    def add_to_manifest(self, fields: dict) -> None:
+        """Merge ``fields`` into ``manifest.json``."""
+        with self._lock:
+            data = self.read_manifest()
+            data.update(fields)
+            self.write_manifest(data)
 
     def done_songs(self) -> set[str]:
         """Names of the songs already finished."""

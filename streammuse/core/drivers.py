@@ -1,0 +1,191 @@
+"""Drivers of the session core: where time comes from, nothing else.
+
+All three call :class:`~streammuse.core.sessions.SessionCore` in the same order
+(``submit``, ``next_batch_at``, ``take_batch``, ``compute``, ``finish``), so the rules a
+simulation plays by are the rules the server plays by.
+
+* :class:`RealtimeDriver`: the server's. Time is ``time.monotonic``; a batch's compute
+  runs in a worker thread while the event loop keeps accepting requests.
+* :class:`VirtualDriver`: the sim clock's. Time is what the simulation says; a batch
+  lasts ``server_ms(batch)``: its measured compute time, or a draw from a profile's
+  measured server model.
+* :func:`run_now`: one request served at once in the calling thread (the in-process
+  transport, the profiler's engine mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from streammuse.contract import (
+    ApiError,
+    CreateSessionRequest,
+    CreateSessionResponse,
+    InferRequest,
+    InferResponse,
+)
+from streammuse.core.sessions import Batch, Job, SessionCore
+
+
+class _Driver:
+    """What the HTTP app needs from a driver: ``create``, ``infer``, ``close``, ``engine``."""
+
+    core: SessionCore
+
+    @property
+    def engine(self):
+        """The engine behind the core."""
+        return self.core.engine
+
+    def now_s(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
+        """Open a session."""
+        return self.core.create(request)
+
+    def close(self, session_id: str) -> None:
+        """Close a session."""
+        self.core.close(session_id)
+
+    def _submit(self, session_id: str, request: InferRequest) -> tuple[Job, asyncio.Future | None]:
+        job = self.core.submit(session_id, request, self.now_s())
+        if job.done:
+            return job, None
+        future = asyncio.get_running_loop().create_future()
+
+        def wake(done: Job) -> None:
+            if not future.done():
+                future.set_result(done)
+
+        job.on_done = wake
+        return job, future
+
+    @staticmethod
+    def _result(job: Job) -> InferResponse:
+        if job.error is not None:
+            raise job.error
+        return job.response
+
+
+class RealtimeDriver(_Driver):
+    """The core on the running asyncio loop, one batch at a time in a worker thread."""
+
+    def __init__(self, core: SessionCore, clock: Callable[[], float] = time.monotonic) -> None:
+        self.core, self.clock = core, clock
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+
+    def now_s(self) -> float:
+        """Now, on the driver's clock."""
+        return self.clock()
+
+    async def infer(self, session_id: str, request: InferRequest) -> InferResponse:
+        """Accompaniment for ticks s .. s+GL-1 (or ``superseded``); raises ApiError."""
+        job, future = self._submit(session_id, request)
+        if future is None:
+            return self._result(job)
+        self._ensure_worker()
+        self._wake.set()
+        await future
+        return self._result(job)
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._wake = asyncio.Event()
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            start_at = self.core.next_batch_at(self.now_s())
+            if start_at is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            delay = start_at - self.now_s()
+            if delay > 0:
+                self._wake.clear()
+                # A request that fills the batch wakes the loop early.
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            batch = self.core.take_batch(self.now_s())
+            try:
+                if batch.jobs:
+                    await asyncio.to_thread(self.core.compute, batch)
+                self.core.finish(batch, self.now_s())
+            except Exception as exc:  # noqa: BLE001 - our bug, but no request may hang on it
+                self.core.busy = False
+                for job in batch.jobs:
+                    job.answer(error=ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}"))
+
+
+class VirtualDriver(_Driver):
+    """The core on a virtual clock the simulation advances.
+
+    Args:
+        core: the session core.
+        server_ms: how long a batch takes, in virtual ms, given the batch after its
+            compute ran (``lambda b: b.compute_ms`` for the measured compute time).
+    """
+
+    def __init__(self, core: SessionCore, server_ms: Callable[[Batch], float]) -> None:
+        self.core, self.server_ms = core, server_ms
+        self.virtual_s = 0.0
+        self.running: Batch | None = None
+        self.ends_s = 0.0
+
+    def now_s(self) -> float:
+        """Now, in virtual seconds."""
+        return self.virtual_s
+
+    async def infer(self, session_id: str, request: InferRequest) -> InferResponse:
+        """As the server's, but answered when the simulation reaches the batch's end."""
+        job, future = self._submit(session_id, request)
+        if future is not None:
+            await future
+        return self._result(job)
+
+    def next_event_s(self) -> float | None:
+        """When the replica next does something (a batch starts or ends), or None."""
+        if self.running is not None:
+            return self.ends_s
+        return self.core.next_batch_at(self.virtual_s)
+
+    def advance(self, now_s: float) -> None:
+        """Move the clock to ``now_s`` and do what is due then (end a batch, start one)."""
+        self.virtual_s = now_s
+        if self.running is not None and now_s >= self.ends_s:
+            batch, self.running = self.running, None
+            self.core.finish(batch, now_s, batch.server_ms)
+        start_at = self.core.next_batch_at(now_s)
+        if self.running is None and start_at is not None and start_at <= now_s:
+            batch = self.core.take_batch(now_s)
+            if batch.jobs:
+                self.core.compute(batch)
+            batch.server_ms = float(self.server_ms(batch)) if batch.jobs else 0.0
+            self.running, self.ends_s = batch, now_s + batch.server_ms / 1000.0
+
+
+def run_now(core: SessionCore, session_id: str, request: InferRequest,
+            clock: Callable[[], float] = time.monotonic) -> InferResponse:
+    """Serve one request at once in this thread, by the core's rules (no batching window).
+
+    Raises:
+        ApiError: as the server would answer it.
+    """
+    job = core.submit(session_id, request, clock())
+    while not job.done:
+        batch = core.take_batch(clock())
+        core.compute(batch)
+        core.finish(batch, clock())
+    if job.error is not None:
+        raise job.error
+    return job.response
+
+
+__all__ = ["RealtimeDriver", "VirtualDriver", "run_now", "ApiError"]

@@ -1,0 +1,342 @@
+"""One replica's sessions and the rules that decide what they play (docs/design.md section 3).
+
+Every clock drives this object the same way (``drivers.py``):
+
+1. :meth:`SessionCore.submit` at the moment a request reaches the replica: the session is
+   found (or made, when the request needs no history), the melody chunk is kept by tick,
+   and the request waits as a :class:`Job`. Refusals are :class:`~streammuse.contract.ApiError`.
+2. :meth:`SessionCore.next_batch_at` says when the next batch starts: the batching window
+   (``max_wait_ms``) after the first waiting request, or at once when ``max_batch_size``
+   sessions wait; never while a batch runs.
+3. :meth:`SessionCore.take_batch` applies superseding (paper section III-D, never stall:
+   of a session's waiting requests only the newest runs, the older ones are answered
+   ``superseded``, never with a late result) and freezes the engine's inputs.
+4. :meth:`SessionCore.compute` runs the batch in one ``engine.infer_batch`` call; it
+   touches only the batch's engine states, so it may run in a worker thread while
+   requests keep arriving. A context re-sent by a client is applied here, serialised
+   with the session's other engine work.
+5. :meth:`SessionCore.finish` answers the batch's requests.
+
+Everything but ``compute`` runs on the driver's one thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from streammuse.contract import (
+    MAX_FRAMES_PER_REQUEST,
+    ApiError,
+    CreateSessionRequest,
+    CreateSessionResponse,
+    InferRequest,
+    InferResponse,
+    frames_to_wire,
+    unknown_session,
+    wire_to_frames,
+)
+from streammuse.core.session_ids import decode_session_id, encode_session_id
+from streammuse.datasets import vocab
+from streammuse.errors import StreamMuseError
+
+MAX_TOMBSTONES = 10_000  # closed ids remembered so a closed session is not revived
+
+
+@dataclass
+class CoreOptions:
+    """Bounds of one replica's store and batcher."""
+
+    session_ttl_s: float = 600.0  # idle sessions are dropped after this
+    max_sessions: int = 256  # bounded memory: the least recently used is evicted
+    max_batch_size: int = 32
+    max_wait_ms: float = 2.0  # how long a batch waits for more sessions' requests
+
+
+@dataclass
+class Session:
+    """One live session on this replica."""
+
+    state: object  # the engine's SessionState
+    last_access_s: float
+    fed_until: int = 0  # the engine has (or the running batch gives it) M[0 .. fed_until)
+    melody: dict[int, np.ndarray] = field(default_factory=dict)  # tick -> frame not fed yet
+    latest: int = 0  # number of the newest request that arrived
+
+
+@dataclass
+class Job:
+    """One request waiting for, or holding, its answer."""
+
+    session_id: str
+    session: Session
+    number: int
+    request: InferRequest
+    arrived_s: float
+    response: InferResponse | None = None
+    error: ApiError | None = None
+    on_done: Callable[[Job], None] | None = None  # a driver's hook (wake a future)
+
+    @property
+    def done(self) -> bool:
+        """True once the job has its answer (a response or an error)."""
+        return self.response is not None or self.error is not None
+
+    def answer(self, response: InferResponse | None = None, error: ApiError | None = None) -> None:
+        """Set the answer once and tell the driver."""
+        if self.done:
+            return
+        self.response, self.error = response, error
+        if self.on_done is not None:
+            self.on_done(self)
+
+
+@dataclass
+class Batch:
+    """The jobs one engine call serves, with their frozen engine inputs."""
+
+    jobs: list[Job]
+    items: list[tuple]  # (state, s, melody rows to feed, GL, first tick fed)
+    contexts: list[tuple[np.ndarray, np.ndarray] | None]  # a rebuild before the infer
+    started_s: float
+    results: list = field(default_factory=list)  # frames, or an exception, per job
+    compute_ms: float = 0.0  # measured time of the engine work
+    server_ms: float = 0.0  # the time a virtual replica lets it take
+
+
+class SessionCore:
+    """Sessions of one replica over one :class:`~streammuse.model.engine.StreamingEngine`."""
+
+    def __init__(self, engine, options: CoreOptions | None = None) -> None:
+        self.engine = engine
+        self.options = options or CoreOptions()
+        self.sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
+        self.closed: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.pending: list[Job] = []
+        self.busy = False
+        self.idle_since_s = -float("inf")
+        self.batch_sizes: list[int] = []  # sizes of the engine calls made (bench, tests)
+        self.submissions = 0  # requests accepted so far (a sim waits on this)
+
+    # -- sessions ------------------------------------------------------------------
+    def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
+        """A new session id; its state is made on the replica that serves its first infer."""
+        return CreateSessionResponse(session_id=encode_session_id(request),
+                                     model_id=str(getattr(self.engine, "model_id", "")))
+
+    def close(self, session_id: str) -> None:
+        """Forget a session here and refuse to revive it (unknown ids are ignored)."""
+        self.sessions.pop(session_id, None)
+        self.closed[session_id] = None
+        while len(self.closed) > MAX_TOMBSTONES:
+            self.closed.popitem(last=False)
+
+    def expire(self, now_s: float) -> int:
+        """Drop sessions idle for longer than the TTL; returns how many were dropped."""
+        ttl = self.options.session_ttl_s
+        stale = [sid for sid, s in self.sessions.items() if now_s - s.last_access_s > ttl]
+        for sid in stale:
+            del self.sessions[sid]
+        return len(stale)
+
+    def _session_for(self, session_id: str, request: InferRequest, now_s: float) -> Session:
+        """The session's state here, made fresh when the request needs no history."""
+        if session_id in self.closed:
+            raise unknown_session("unknown session: it was closed")
+        settings = decode_session_id(session_id)
+        self.expire(now_s)
+        sess = self.sessions.get(session_id)
+        if sess is None:
+            if request.context is None and request.chunk_start() > 0:
+                raise unknown_session()  # history is needed and this replica does not hold it
+            sess = Session(self.engine.new_session(_sampling(settings)), now_s)
+            self.sessions[session_id] = sess
+            while len(self.sessions) > self.options.max_sessions:
+                self.sessions.popitem(last=False)
+        self.sessions.move_to_end(session_id)
+        sess.last_access_s = now_s
+        return sess
+
+    # -- requests ------------------------------------------------------------------
+    def submit(self, session_id: str, request: InferRequest, now_s: float) -> Job:
+        """A request reaches the replica at ``now_s``: a waiting :class:`Job`, or one
+        already answered ``superseded`` (a newer request of its session already ran).
+
+        Raises:
+            ApiError: unknown session (404), a context or melody chunk out of range (422).
+        """
+        sess = self._session_for(session_id, request, now_s)
+        s = request.request_tick
+        if request.context is not None:
+            _check_context(request)
+        elif s < sess.fed_until:
+            job = Job(session_id, sess, sess.latest, request, now_s)
+            job.answer(InferResponse(status="superseded", request_tick=s))
+            return job
+        self._accept_melody(sess, request)
+        sess.latest += 1
+        job = Job(session_id, sess, sess.latest, request, now_s)
+        self.pending.append(job)
+        self.submissions += 1
+        return job
+
+    def _accept_melody(self, sess: Session, request: InferRequest) -> None:
+        """Keep the chunk's true melody by tick (a superseded request's chunk is kept too)."""
+        s, start = request.request_tick, request.chunk_start()
+        if start + len(request.melody) > s or start < 0:
+            raise ApiError(422, "out_of_range", f"melody covers ticks {start}..{start + len(request.melody) - 1}, past request_tick {s} or before 0")
+        base = 0 if request.context is not None else sess.fed_until
+        if s - base > MAX_FRAMES_PER_REQUEST:
+            raise ApiError(422, "out_of_range", f"request_tick {s} is more than {MAX_FRAMES_PER_REQUEST} ticks past the session (tick {base})")
+        for i, frame in enumerate(wire_to_frames(request.melody)):
+            if start + i >= base:
+                sess.melody[start + i] = frame
+
+    # -- batches -------------------------------------------------------------------
+    def next_batch_at(self, now_s: float) -> float | None:
+        """When the next batch starts: None while one runs or nothing waits; else the
+        batching window after the first waiting request (or after the last batch ended,
+        whichever is later), or ``now_s`` once ``max_batch_size`` sessions wait."""
+        if self.busy or not self.pending:
+            return None
+        if len({j.session_id for j in self.pending}) >= self.options.max_batch_size:
+            return now_s
+        return max(self.pending[0].arrived_s, self.idle_since_s) + self.options.max_wait_ms / 1000.0
+
+    def take_batch(self, now_s: float) -> Batch:
+        """Start a batch at ``now_s``: the newest waiting request of up to
+        ``max_batch_size`` sessions; each session's older waiting requests are answered
+        ``superseded`` (a context they carried passes to the newest)."""
+        newest: dict[int, Job] = {}
+        carried: dict[int, object] = {}
+        for job in self.pending:
+            key = id(job.session)
+            older = newest.get(key)
+            if older is not None:
+                if older.request.context is not None and job.request.context is None:
+                    carried[key] = older.request.context
+                older.answer(InferResponse(status="superseded", request_tick=older.request.request_tick,
+                                           queue_ms=(now_s - older.arrived_s) * 1000))
+            newest[key] = job
+        live, rest = [], []
+        for job in newest.values():
+            if job.number != job.session.latest or (job.request.context is None and carried.get(id(job.session)) is None
+                                                    and job.request.request_tick < job.session.fed_until):
+                job.answer(InferResponse(status="superseded", request_tick=job.request.request_tick,
+                                         queue_ms=(now_s - job.arrived_s) * 1000))
+            elif len(live) < self.options.max_batch_size:
+                live.append(job)
+            else:
+                rest.append(job)
+        self.pending = rest
+        self.busy = True
+        batch = Batch(live, [], [], now_s)
+        for job in live:
+            context = job.request.context or carried.get(id(job.session))
+            batch.contexts.append(_freeze_context(job.session, context))
+            batch.items.append(_engine_item(job.session, job.request))
+        return batch
+
+    def compute(self, batch: Batch) -> None:
+        """Run the batch's engine work (rebuilds, then one ``infer_batch``); any thread.
+
+        A bad request (a ``StreamMuseError`` from the engine) fails alone: the batch is
+        re-run one request at a time. Any other exception fails the whole batch with
+        ``internal_error`` and never escapes, so no request waits for an answer that
+        will not come.
+        """
+        started = time.perf_counter()
+        try:
+            batch.results = self._compute(batch)
+        except Exception as exc:  # noqa: BLE001 - every waiting request must be answered
+            batch.results = [ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")] * len(batch.jobs)
+        batch.compute_ms = (time.perf_counter() - started) * 1000
+
+    def _compute(self, batch: Batch) -> list:
+        items, failed = [], {}
+        for k, (item, context) in enumerate(zip(batch.items, batch.contexts)):
+            if context is not None:
+                try:
+                    self.engine.rebuild(item[0], melody_frames=context[0], accompaniment_frames=context[1])
+                except StreamMuseError as exc:
+                    failed[k] = ApiError(422, "bad_request", f"context: {exc}")
+            items.append(item)
+        live = [k for k in range(len(items)) if k not in failed]
+        try:
+            out = dict(zip(live, self.engine.infer_batch([items[k] for k in live]))) if live else {}
+        except StreamMuseError:
+            out = {}
+            for k in live:  # one bad request must not fail the others
+                try:
+                    out[k] = self.engine.infer_batch([items[k]])[0]
+                except StreamMuseError as exc:
+                    out[k] = ApiError(422, "bad_request", str(exc))
+        return [failed.get(k, out.get(k)) for k in range(len(items))]
+
+    def finish(self, batch: Batch, now_s: float, server_ms: float | None = None) -> None:
+        """End the batch at ``now_s`` and answer its requests. ``server_ms`` is the time
+        the batch is reported to have taken (default: its measured compute time)."""
+        self.busy = False
+        self.idle_since_s = now_s
+        self.batch_sizes.append(len(batch.jobs))
+        server_ms = batch.compute_ms if server_ms is None else server_ms
+        for job, result in zip(batch.jobs, batch.results):
+            if isinstance(result, ApiError):
+                # The engine state may be half-updated: forget the session, so the
+                # client's next request re-sends its context (404 unknown_session).
+                if self.sessions.get(job.session_id) is job.session:
+                    del self.sessions[job.session_id]
+                job.answer(error=result)
+                continue
+            job.answer(InferResponse(status="ok", request_tick=job.request.request_tick,
+                                     accompaniment=frames_to_wire(result),
+                                     queue_ms=(batch.started_s - job.arrived_s) * 1000, inference_ms=server_ms))
+
+    def fail_all(self, error: ApiError) -> None:
+        """Answer every waiting request with ``error`` (a driver shutting down)."""
+        jobs, self.pending = self.pending, []
+        for job in jobs:
+            job.answer(error=error)
+
+
+def _check_context(request: InferRequest) -> None:
+    ctx = request.context
+    if len(ctx.melody) != len(ctx.accompaniment):
+        raise ApiError(422, "bad_request", f"context: {len(ctx.melody)} melody frames but {len(ctx.accompaniment)} accompaniment frames")
+    if len(ctx.melody) > request.request_tick:
+        raise ApiError(422, "out_of_range", f"context covers {len(ctx.melody)} ticks, past request_tick {request.request_tick}")
+
+
+def _freeze_context(sess: Session, context) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rebuild a batch applies first; the session then holds the context's ticks."""
+    if context is None:
+        return None
+    melody = wire_to_frames(context.melody)
+    sess.fed_until = len(melody)
+    for t in [t for t in sess.melody if t < sess.fed_until]:
+        del sess.melody[t]
+    return melody, wire_to_frames(context.accompaniment)
+
+
+def _engine_item(sess: Session, request: InferRequest) -> tuple:
+    """``(state, s, M[fed_until .. s), GL, fed_until)``: a tick nobody sent is silence.
+    The session counts as fed up to s from here on (the batch will feed it)."""
+    s, start = request.request_tick, sess.fed_until
+    empty = wire_to_frames([[]])[0]
+    rows = [sess.melody.pop(t, empty) for t in range(start, s)]
+    for t in [t for t in sess.melody if t < s]:
+        del sess.melody[t]
+    sess.fed_until = max(sess.fed_until, s)
+    feed = np.stack(rows) if rows else np.zeros((0, vocab.FRAME_LEN), dtype=np.int16)
+    return (sess.state, s, feed, request.gen_len, start)
+
+
+def _sampling(settings: CreateSessionRequest):
+    from streammuse.model.sampling import Sampling
+
+    s = settings.sampling
+    return Sampling(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=settings.seed)

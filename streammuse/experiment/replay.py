@@ -1,0 +1,170 @@
+"""Run an experiment: the test set's melodies through the client, one run folder per (I, GL).
+
+The one home for "replay": ``streammuse replay``, the gate and the benchmarks all call
+:func:`run_pair`. For each song the true melody is released tick by tick to a
+:class:`~streammuse.client.session.SongClient`, paced by the wall clock (a real server:
+``serve``, ``deploy`` or one started here) or by the sim clock (the same session core on
+a virtual replica, ``servers.virtual_replica``), under a latency profile; each song's
+performance and logs go to the run folder when it ends. ``setting="offline"`` is the
+paper's offline baseline: the engine at I = 1, GL = 1 on the full true melody with no
+latency, written with the same layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from streammuse.client.latency import LatencyInjector, LatencyProfile, load_profile
+from streammuse.client.session import SongClient
+from streammuse.contract import CreateSessionRequest, frame_to_wire, tau_ms
+from streammuse.datasets.frames import song_to_frames
+from streammuse.datasets.song import Song
+from streammuse.errors import StreamMuseError
+from streammuse.experiment.config import ReplayConfig
+from streammuse.experiment.runs import RunWriter, open_run_folder
+
+
+def load_songs(cfg: ReplayConfig) -> list[Song]:
+    """The test set's songs (the first ``cfg.songs`` by name, cropped to ``cfg.max_bars``)."""
+    from streammuse.datasets.testset import load_testset, midi_files
+
+    names = sorted(p.stem for p in midi_files(cfg.testset))  # missing or empty folder: StreamMuseError
+    if cfg.songs is not None:
+        if cfg.songs < 1:
+            raise StreamMuseError(f"--songs must be at least 1 (got {cfg.songs})")
+        names = names[: cfg.songs]
+    return load_testset(cfg.testset, songs=names, max_bars=cfg.max_bars)
+
+
+def resolve_profile(cfg: ReplayConfig) -> LatencyProfile:
+    """The profile file given, else the shipped one named after the setting."""
+    if cfg.profile is not None:
+        return load_profile(Path(cfg.profile))
+    return load_profile("local" if cfg.setting == "offline" else cfg.setting)
+
+
+def open_run(cfg: ReplayConfig, profile: LatencyProfile, songs: list[Song], model_id: str) -> RunWriter:
+    """The run folder: a new one, or with ``--resume`` the newest one with these settings."""
+    from streammuse.experiment.servers import server_time_label
+
+    return open_run_folder(cfg, profile, songs, model_id, server_time_label(cfg, profile))
+
+
+def session_request(cfg: ReplayConfig, index: int) -> CreateSessionRequest:
+    """Song ``index``'s session settings (its seed is fixed by the run's seed and index)."""
+    return CreateSessionRequest(bpm=cfg.bpm, sampling=cfg.sampling, seed=(cfg.seed * 1000 + index) % 2**31)
+
+
+def _clients(cfg: ReplayConfig, songs: list[Song], done: set[str], factory=None):
+    """``(index, song, client)`` for every song not finished yet."""
+    factory = factory or SongClient
+    for index, song in enumerate(songs):
+        if song.name not in done:
+            m, _, _ = song_to_frames(song)
+            yield index, song, factory(song.name, m, cfg.interval, cfg.gen_len, tau_ms(cfg.bpm))
+
+
+def _save(writer: RunWriter, client: SongClient, melody_notes: np.ndarray, bpm: float) -> None:
+    writer.write_song(client.performance(melody_notes), bpm,
+                      client.request_rows(), [asdict(t) for t in client.tick_records()])
+
+
+def replay_sim(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWriter, profile: LatencyProfile,
+               progress=None, client_factory=None) -> None:
+    """Replay on the sim clock: ``cfg.concurrency`` songs at a time share one virtual
+    replica running the session core (``cfg.front``: called directly or through the
+    HTTP app), each batch lasting ``cfg.server_time``."""
+    from streammuse.client.sim import SimSong, run_simulation
+    from streammuse.experiment.servers import virtual_replica
+
+    driver, front = virtual_replica(cfg, engine, profile)
+    melodies, sims = {}, []
+    for index, song, client in _clients(cfg, songs, writer.done_songs(), client_factory):
+        melodies[song.name] = song.melody
+        sims.append(SimSong(client, LatencyInjector(profile, seed=(cfg.seed, index)), session_request(cfg, index)))
+
+    async def finished(sim: SimSong) -> None:
+        _save(writer, sim.client, melodies[sim.client.name], cfg.bpm)
+        if progress is not None:
+            progress(sim.client.name)
+
+    run_simulation(sims, front, driver, cfg.concurrency, finished)
+
+
+def replay_wall(cfg: ReplayConfig, transport, songs: list[Song], writer: RunWriter, profile: LatencyProfile,
+                progress=None, watch=None) -> list[float]:
+    """Replay on the wall clock against ``transport``; returns every tick's lateness (ms).
+
+    ``progress(name)`` is called when a song is written; ``watch(playing)`` a few times a
+    second with the :class:`~streammuse.client.wall.WallSong` objects playing.
+    """
+    from streammuse.client.wall import WallSong, play_songs_wall
+
+    # Each song keeps up to ceil(GL / I) + a few requests in flight; threads block on I/O only.
+    workers = cfg.concurrency * (cfg.gen_len // cfg.interval + 4)
+    lateness: list[float] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="streammuse-send") as pool:
+        melodies, wall_songs = {}, []
+        for index, song, client in _clients(cfg, songs, writer.done_songs()):
+            melodies[song.name] = song.melody
+            wall_songs.append(WallSong(client, transport, LatencyInjector(profile, seed=(cfg.seed, index)),
+                                       session_request(cfg, index), cfg.bpm, pool))
+
+        async def finished(ws: WallSong) -> None:
+            lateness.extend(ws.clock.lateness_ms)
+            await asyncio.get_running_loop().run_in_executor(pool, _save, writer, ws.client, melodies[ws.client.name], cfg.bpm)
+            if progress is not None:
+                progress(ws.client.name)
+
+        asyncio.run(play_songs_wall(wall_songs, cfg.concurrency, on_done=finished, watch=watch))
+    return lateness
+
+
+def replay_offline(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWriter, progress=None) -> None:
+    """The offline baseline: ``generate_offline`` on the full true melody, no latency.
+
+    Logged as I = 1, GL = 1 with every request answered in time: I(t) = 1, S(t) = 0.
+    """
+    from streammuse.model.engine import Sampling, generate_offline
+
+    for index, song, client in _clients(cfg.with_pair(1, 1), songs, writer.done_songs()):
+        s = cfg.sampling
+        acc = generate_offline(engine, client.input.melody_frames,
+                               Sampling(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                                        seed=session_request(cfg, index).seed))
+        for t in range(-1, client.n_ticks):
+            for rec, _ in client.on_tick(t, t * client.tau_ms):
+                rec.status = "ok"
+                client.player.buffer.offer(rec.request_id, rec.request_tick, [frame_to_wire(acc[rec.request_tick])])
+        _save(writer, client, song.melody, cfg.bpm)
+        if progress is not None:
+            progress(song.name)
+
+
+def run_pair(cfg: ReplayConfig, songs: list[Song], profile: LatencyProfile, engine=None, transport=None,
+             model_id: str = "unknown", progress=None, watch=None, client_factory=None) -> tuple[Path, list[float]]:
+    """One configuration into its run folder: offline (``engine``), sim clock (``engine``)
+    or wall clock (``transport``). Returns the folder and the wall clock's tick lateness."""
+    writer = open_run(cfg, profile, songs, model_id)
+    if cfg.setting == "offline":
+        replay_offline(cfg, engine, songs, writer, progress)
+        return writer.path, []
+    if cfg.clock == "sim":
+        replay_sim(cfg, engine, songs, writer, profile, progress, client_factory)
+        return writer.path, []
+    lateness = replay_wall(cfg, transport, songs, writer, profile, progress, watch)
+    writer.add_to_manifest({"tick_lateness_p99_ms": float(np.percentile(lateness, 99)) if lateness else None})
+    return writer.path, lateness
+
+
+def realtime_summary(ticks: pd.DataFrame) -> dict[str, float]:
+    """ISR, Staleness and ISR_w (section V-D, ``streammuse.metrics.realtime``) over a run's ticks."""
+    from streammuse.metrics import realtime
+
+    return {"isr": realtime.isr(ticks), "staleness": realtime.staleness(ticks), "isr_w": realtime.isr_w(ticks)}

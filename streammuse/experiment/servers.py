@@ -1,0 +1,102 @@
+"""The server side of an experiment: a virtual replica for the sim clock, or a real
+server (started here or reached by URL) for the wall clock."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+
+import numpy as np
+
+from streammuse.client.latency import LatencyProfile
+from streammuse.errors import StreamMuseError
+from streammuse.experiment.config import ReplayConfig
+
+
+def batch_timer(cfg: ReplayConfig, profile: LatencyProfile):
+    """How long a virtual batch takes, in ms: its measured engine compute time
+    (``measured``), or a draw from the profile's server model for the batch's size and
+    longest GL (``modelled``, seeded by the run's seed, drawn in event order)."""
+    if cfg.server_time == "measured":
+        return lambda batch: batch.compute_ms
+    model = profile.server_model
+    if model is None:
+        raise StreamMuseError(f"profile {profile.name!r} has no server_model; use --server-time measured "
+                              "or a profile measured by `streammuse profile`")
+    from streammuse.core.session_ids import decode_session_id
+
+    def modelled(batch) -> float:
+        # Seeded by the batch's own content, not by a replica-wide stream: a song replays
+        # identically in one-song-at-a-time runs whatever ran before it (and on --resume).
+        first = min(batch.jobs, key=lambda j: j.session_id)
+        rng = np.random.default_rng((cfg.seed, decode_session_id(first.session_id).seed,
+                                     first.request.request_tick, len(batch.jobs)))
+        return model.sample_ms(rng, max(j.request.gen_len for j in batch.jobs), len(batch.jobs))
+
+    return modelled
+
+
+def server_time_label(cfg: ReplayConfig, profile: LatencyProfile) -> str:
+    """What the run's server time was (one line for the manifest and the report)."""
+    if cfg.setting == "offline":
+        return "none (offline)"
+    if cfg.clock == "wall":
+        return f"real: {cfg.server or 'embedded server'} on {platform.node()}"
+    if cfg.server_time == "measured":
+        return f"measured: engine compute per batch on {platform.node()} ({os.cpu_count()} CPUs)"
+    src = profile.source or {}
+    where = src.get("detail", "?")
+    if src.get("kind") == "measured":
+        where = f"{src.get('machine', '?')}, {src.get('date', '?')}"
+    return f"modelled: profile {profile.name} ({src.get('kind', '?')}: {where})"
+
+
+def virtual_replica(cfg: ReplayConfig, engine, profile: LatencyProfile):
+    """``(driver, front)``: the session core on a virtual clock, reached directly
+    (``front="core"``) or through the FastAPI app in process (``front="http"``)."""
+    from streammuse.client.transports import AsgiFront, CoreFront
+    from streammuse.core.drivers import VirtualDriver
+    from streammuse.core.sessions import SessionCore
+
+    driver = VirtualDriver(SessionCore(engine), batch_timer(cfg, profile))
+    if cfg.front == "http":
+        from streammuse.serving.app import create_app
+
+        return driver, AsgiFront(create_app(driver))
+    return driver, CoreFront(driver)
+
+
+@contextlib.contextmanager
+def open_transport(cfg: ReplayConfig, model=None, random_weights: bool = False):
+    """The transport for a wall-clock run: ``--server URL`` (http:// or unix://), else an
+    embedded server started here (the Local socket server for ``local``, a local Ray
+    Serve app otherwise) and stopped on exit."""
+    from streammuse.client.transports import connect
+    from streammuse.serving.embedded import start_server
+
+    server = None
+    if not cfg.server:
+        kind = "local" if cfg.setting == "local" else "ray"
+        server = start_server(kind, checkpoint=str(model) if model else None, random_weights=random_weights)
+    transport = connect(cfg.server or server.url)
+    try:
+        yield transport
+    finally:
+        transport.close()
+        if server is not None:
+            server.stop()
+
+
+def check_server(transport, cfg: ReplayConfig) -> str:
+    """Open and close one session, so an unreachable server is one clear line before any
+    run folder is made; returns the server's model id (for the run manifest)."""
+    from streammuse.client.transports import ServerUnavailable
+    from streammuse.experiment.replay import session_request
+
+    try:
+        created = transport.create_session(session_request(cfg, 0))
+        transport.close_session(created.session_id)
+        return created.model_id
+    except (ServerUnavailable, OSError) as exc:
+        raise StreamMuseError(f"server unreachable ({cfg.server or 'the embedded server'}): {exc}") from None
