@@ -22,7 +22,7 @@ import numpy as np
 
 from streammuse.client.latency import LatencyInjector, load_profile
 from streammuse.client.session import SongClient
-from streammuse.client.clock import tau_ms
+from streammuse.contract import tau_ms
 from streammuse.datasets.frames import empty_frames
 from streammuse.contract import CreateSessionRequest, CreateSessionResponse, InferRequest, InferResponse
 
@@ -58,20 +58,19 @@ def jitter(n_songs: int, bars: int, bpm: float) -> np.ndarray:
 def sim_speed(folder: str, gen_len: int, interval: int, songs: int | None, max_bars: int | None,
               random_weights: bool) -> None:
     """Replay the whole test set on the sim clock; print songs per minute."""
-    from streammuse.client.replay import ReplayConfig, load_songs, replay_sim
-    from streammuse.experiment.runs import RunWriter
+    from streammuse.experiment.config import ReplayConfig
+    from streammuse.experiment.replay import load_songs, run_pair
     from streammuse.model.engine import StreamingEngine
     import tempfile
     from pathlib import Path
 
     cfg = ReplayConfig(testset=Path(folder), setting="local", clock="sim", interval=interval, gen_len=gen_len,
-                       songs=songs, max_bars=max_bars)
+                       songs=songs, max_bars=max_bars, out=Path(tempfile.mkdtemp()))
     songs = load_songs(cfg)
     engine = StreamingEngine.random("tiny") if random_weights else StreamingEngine.load()
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        replay_sim(cfg, engine, songs, RunWriter(Path(tmp)), load_profile("local"))
-        elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    run_pair(cfg, songs, load_profile("local"), engine=engine, model_id="bench")
+    elapsed = time.perf_counter() - start
     ticks = sum(s.n_ticks for s in songs)
     played_min = ticks * tau_ms(cfg.bpm) / 60000
     print(f"sim clock, I={interval} GL={gen_len}: {len(songs)} songs ({ticks} ticks, {played_min:.1f} min of music) "

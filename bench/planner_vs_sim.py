@@ -22,7 +22,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from streammuse.client.replay import ReplayConfig, load_songs, open_run, realtime_summary, replay_sim, resolve_profile
+from streammuse.experiment.config import ReplayConfig
+from streammuse.experiment.replay import load_songs, realtime_summary, resolve_profile, run_pair
 from streammuse.model.engine import StreamingEngine
 from streammuse.planner.feasibility import Verdict, classify, rt95_ticks
 from streammuse.planner.profile_fit import f95_from_profile
@@ -46,10 +47,9 @@ def run(testset: Path, songs: int, max_bars: int, bpm: float, seed: int, random_
             f95 = f95_from_profile(profile.to_dict())
             chosen = load_songs(base)
             for interval, gen_len in GRID:
-                cfg = ReplayConfig(**{**base.__dict__, "interval": interval, "gen_len": gen_len})
-                writer = open_run(cfg, profile, chosen, model_id="shipped")
-                replay_sim(cfg, engine, chosen, writer, profile)
-                ticks = pd.read_parquet(writer.path / "ticks.parquet")
+                cfg = base.with_pair(interval, gen_len)
+                path, _ = run_pair(cfg, chosen, profile, engine=engine, model_id="shipped")
+                ticks = pd.read_parquet(path / "ticks.parquet")
                 verdict = classify(interval, gen_len, rt95_ticks(f95, gen_len, bpm))
                 rows.append({"setting": setting, "I": interval, "GL": gen_len, "verdict": verdict.value,
                              **realtime_summary(ticks)})

@@ -74,7 +74,6 @@ def test_shipped_profiles_match_paper_description():
          "network.alpha: Input should be greater than 1"),
         ('{"name": "x", "source": {"kind": "paper", "detail": "V-B"}, "network": {"nu_ms": 1}}', "network.x_min_ms: Field required"),
         ('{"name": "x", "source": {"kind": "paper", "detail": "V-B"}, "speed": 3}', "speed: Extra inputs"),
-        ('{"name": "x"}', "source: Field required"),
         ('{"name": "x", "source": {"kind": "guess", "detail": "?"}}', "source.kind"),
         ('[1, 2]', "valid dictionary"),
     ],

@@ -151,3 +151,16 @@ def test_server_outage_backups_misses_and_context_resend(tmp_path, engine):
     after = [r for r in client.requests if r.request_tick >= resent[0].request_tick]
     assert after[0].status == "ok"
     assert ticks[len(ticks) - 1].available == 1
+
+
+def test_resume_finds_the_run_by_its_saved_settings(tmp_path, engine):
+    from streammuse.errors import StreamMuseError
+
+    gl15 = _run(_cfg(tmp_path, interval=4, gen_len=15), engine)
+    # A folder-name glob for GL = 1 would have matched "...-I4-GL15": the settings do not.
+    gl1 = _run(_cfg(tmp_path, interval=4, gen_len=1, resume=True), engine)
+    assert gl1 != gl15 and gl1.name.endswith("-I4-GL1")
+    # Same pair, another BPM: --resume refuses the folder instead of mixing runs.
+    with pytest.raises(StreamMuseError, match="other settings.*bpm"):
+        _run(_cfg(tmp_path, interval=4, gen_len=15, bpm=90.0, resume=True), engine)
+    assert _run(_cfg(tmp_path, interval=4, gen_len=15, resume=True), engine) == gl15

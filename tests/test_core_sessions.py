@@ -9,7 +9,7 @@ import pytest
 from streammuse.client.transports import HttpTransport, ServerUnavailable, UnknownSession
 from streammuse.contract import ApiError, CreateSessionRequest, InferRequest
 from streammuse.core.drivers import RealtimeDriver, run_now
-from streammuse.core.session_ids import decode_session_id
+from streammuse.core.session_ids import SessionIds
 from streammuse.core.sessions import CoreOptions, SessionCore
 from streammuse.model.engine import StreamingEngine
 from streammuse.serving.embedded import start_server
@@ -119,12 +119,25 @@ def test_rebuild_during_a_running_batch_is_serialised(engine):
     assert first.status == "ok" and second.status == "ok" and len(second.accompaniment) == 32
 
 
-def test_session_id_carries_its_settings():
-    core = SessionCore(engine=None)
+def test_session_id_carries_its_settings_and_is_signed():
+    ids = SessionIds("deployment-secret")
     request = CreateSessionRequest(bpm=96.0, seed=7)
-    assert decode_session_id(core.create(request).session_id) == request
+    issued = ids.encode(request)
+    assert ids.decode(issued) == request
+    # Another replica of the same deployment (same secret) accepts it ...
+    assert SessionIds("deployment-secret").decode(issued) == request
+    # ... an edited settings half, a forged id or another deployment's id is unknown.
+    random_part, settings, signature = issued.split(".")
+    edited = CreateSessionRequest(bpm=96.0, seed=8).model_dump_json().encode()
+    import base64
+
+    forged = f"{random_part}.{base64.urlsafe_b64encode(edited).rstrip(b'=').decode()}.{signature}"
+    for bad in (forged, "A" * 22 + ".!!notbase64.x", "A" * 22 + "." + settings + "." + signature):
+        with pytest.raises(ApiError) as err:
+            ids.decode(bad)
+        assert err.value.code == "unknown_session"
     with pytest.raises(ApiError):
-        decode_session_id("A" * 22 + ".!!notbase64")
+        SessionIds("other-deployment").decode(issued)
 
 
 def test_local_socket_server_round_trip():

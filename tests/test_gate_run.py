@@ -8,7 +8,7 @@ from streammuse.model.engine import StreamingEngine
 
 # One song, one bar, one sim configuration: the smallest gate that still exercises
 # replay, scoring and comparison (the real gate runs more, see GateConfig's defaults).
-SMALL = GateConfig(songs=1, max_bars=1, configurations=(("remote", 2, 4),))
+SMALL = GateConfig(songs=1, max_bars=1, configurations=(("remote", 2, 4, "core"),))
 
 
 class DroppingClient(SongClient):
@@ -63,7 +63,7 @@ def _shuffle_weights(engine: StreamingEngine, seed: int = 0) -> None:
 def test_gate_fails_for_a_damaged_model(tmp_path):
     # The shipped checkpoint sets the baseline; the same checkpoint with shuffled weights
     # must regress on the music metrics (NLL at the very least) of every configuration.
-    cfg = GateConfig(songs=2, max_bars=2, configurations=(("offline", 1, 1), ("remote", 2, 4)))
+    cfg = GateConfig(songs=2, max_bars=2, configurations=(("offline", 1, 1, "core"), ("remote", 2, 4, "http")))
     engine = StreamingEngine.load()
     healthy = run_gate(cfg, engine, tmp_path / "healthy")
     _shuffle_weights(engine)

@@ -115,3 +115,39 @@ def test_openapi_publishes_the_api_and_no_listing(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/healthz", "/v1/model", "/v1/sessions", "/v1/sessions/{session_id}/infer", "/v1/sessions/{session_id}"}
     assert "get" not in paths["/v1/sessions"] and "get" not in paths["/v1/sessions/{session_id}"]
+
+
+def test_header_and_path_must_name_the_same_session(client):
+    sid, other = _session(client), _session(client)
+    body = {"request_tick": 0, "gen_len": 1}
+    _error(client.post(f"/v1/sessions/{sid}/infer", json=body, headers={"x-session-id": other}), 400, "session_mismatch")
+    _error(client.delete(f"/v1/sessions/{sid}", headers={"x-session-id": other}), 400, "session_mismatch")
+    assert client.post(f"/v1/sessions/{sid}/infer", json=body, headers={"x-session-id": sid}).status_code == 200
+
+
+@pytest.mark.parametrize("field, value", [("request_tick", "3"), ("request_tick", True), ("gen_len", 4.0),
+                                          ("gen_len", "2")])
+def test_integers_are_strict(client, field, value):
+    body = {"request_tick": 0, "gen_len": 1, field: value}
+    _error(client.post(f"/v1/sessions/{_session(client)}/infer", json=body), 422, "bad_request")
+
+
+@pytest.mark.parametrize("body", [{"seed": False}, {"seed": "3"}, {"bpm": 1e-9}, {"bpm": 401}])
+def test_session_settings_are_strict_and_in_range(client, body):
+    r = client.post("/v1/sessions", json=body)
+    assert r.status_code == 422 and r.json()["code"] in ("bad_request", "out_of_range")
+
+
+def test_forged_or_edited_session_ids_are_unknown(client):
+    sid = _session(client)
+    random_part, settings, signature = sid.split(".")
+    body = {"request_tick": 0, "gen_len": 1}
+    for bad in (f"{random_part}.{settings}.{'A' * len(signature)}", f"{'B' * len(random_part)}.{settings}.{signature}"):
+        _error(client.post(f"/v1/sessions/{bad}/infer", json=body), 404, "unknown_session")
+
+
+def test_docs_follow_the_token(engine):
+    with TestClient(create_app(RealtimeDriver(SessionCore(engine)), token="s3cret")) as c:
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            _error(c.get(path), 401, "unauthorized")
+        assert c.get("/openapi.json", headers={"authorization": "Bearer s3cret"}).status_code == 200

@@ -116,6 +116,12 @@ def profile(
         console.print(f"network: nu = {net['nu_ms']:.2f} ms, x_min = {net['x_min_ms']:.2f} ms, alpha = {net['alpha']:.3f}")
     for warning in warnings:
         console.print(f"[yellow]warning: {warning}[/]")
+    _write(result, table, out, plot, f"RTT vs GL: {where}, {latency.name}", console)
+
+
+def _write(result: dict, table, out: Path | None, plot: Path | None, title: str, console) -> None:
+    """The profile JSON (+ raw samples as Parquet) and the Fig. 3 plot, where asked."""
+    fit = result["rtt_fit"]
     if out is not None:
         out.write_text(json.dumps(result, indent=1) + "\n")
         table.to_parquet(out.with_suffix(".parquet"), index=False)
@@ -125,7 +131,7 @@ def profile(
         from streammuse.rtt import QuadraticFit, RttFit
 
         rtt_fit = RttFit(QuadraticFit.from_dict(fit["mean"]), QuadraticFit.from_dict(fit["p95"]))
-        plot_rtt_fit(table["gen_len"].to_numpy(), table["rtt_ms"].to_numpy(), rtt_fit, plot, title=f"RTT vs GL: {where}, {latency.name}")
+        plot_rtt_fit(table["gen_len"].to_numpy(), table["rtt_ms"].to_numpy(), rtt_fit, plot, title=title)
         console.print(f"wrote {plot}")
 
 

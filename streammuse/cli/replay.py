@@ -133,6 +133,13 @@ class _backend:
         if self.cfg.setting == "offline" or self.cfg.clock == "sim":
             from streammuse.model.engine import StreamingEngine
 
+            if self.cfg.clock == "sim" and self.cfg.server_time == "measured":
+                import torch
+
+                from streammuse.serving.embedded import client_threads
+
+                torch.set_num_threads(client_threads())  # time batches as the embedded server runs them
+
             if self.random_weights:
                 return StreamingEngine.random("tiny", seed=self.cfg.seed), None
             return StreamingEngine.load(path=self.model), None

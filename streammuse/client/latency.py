@@ -59,7 +59,9 @@ class ProfileFile(_Strict):
 
     name: str = Field(..., min_length=1)
     description: str = ""
-    source: ProfileSource
+    # Every shipped profile has one (tested); a user's own file may leave it out, and
+    # runs made with it then say "source not stated".
+    source: ProfileSource | None = None
     network: _Network | None = None
     server_jitter_ms: float = Field(0.0, ge=0)
     server_model: _Server | None = None
@@ -144,4 +146,5 @@ def profile_from_dict(data: object, source: str = "profile") -> LatencyProfile:
         raise StreamMuseError(f"{source}: {where}: {first['msg']}") from None
     network = NetworkModel(**p.network.model_dump()) if p.network is not None else None
     server = ServerModel(**p.server_model.model_dump()) if p.server_model is not None else None
-    return LatencyProfile(p.name, p.description, p.source.model_dump(), network, p.server_jitter_ms, server, p.rtt_fit)
+    source_dict = p.source.model_dump() if p.source is not None else None
+    return LatencyProfile(p.name, p.description, source_dict, network, p.server_jitter_ms, server, p.rtt_fit)

@@ -97,10 +97,9 @@ class _Sim:
     async def run(self) -> None:
         events = self.timeline.events
         while events or self.driver.next_event_s() is not None:
-            replica_ms = self.driver.next_event_s()
-            replica_ms = None if replica_ms is None else replica_ms * 1000.0
-            if replica_ms is not None and (not events or (replica_ms, _REPLICA) < events[0][:2]):
-                await self._replica(replica_ms)
+            replica_s = self.driver.next_event_s()
+            if replica_s is not None and (not events or (replica_s * 1000.0, _REPLICA) < events[0][:2]):
+                await self._replica(replica_s)
                 continue
             now, kind, _, payload = heapq.heappop(events)
             self.driver.virtual_s = now / 1000.0
@@ -139,8 +138,10 @@ class _Sim:
         else:
             self._reply(now, sent)
 
-    async def _replica(self, now: float) -> None:
-        self.driver.advance(now / 1000.0)
+    async def _replica(self, now_s: float) -> None:
+        # The driver's own time, not a ms round trip: it must see its batch as due.
+        self.driver.advance(now_s)
+        now = now_s * 1000.0
         answered = [s for s in self.at_replica if s.job.done]
         self.at_replica = [s for s in self.at_replica if not s.job.done]
         for sent in answered:

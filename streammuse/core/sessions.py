@@ -40,7 +40,7 @@ from streammuse.contract import (
     unknown_session,
     wire_to_frames,
 )
-from streammuse.core.session_ids import decode_session_id, encode_session_id
+from streammuse.core.session_ids import SessionIds
 from streammuse.datasets import vocab
 from streammuse.errors import StreamMuseError
 
@@ -62,6 +62,7 @@ class Session:
     """One live session on this replica."""
 
     state: object  # the engine's SessionState
+    settings: CreateSessionRequest
     last_access_s: float
     fed_until: int = 0  # the engine has (or the running batch gives it) M[0 .. fed_until)
     melody: dict[int, np.ndarray] = field(default_factory=dict)  # tick -> frame not fed yet
@@ -111,9 +112,10 @@ class Batch:
 class SessionCore:
     """Sessions of one replica over one :class:`~streammuse.model.engine.StreamingEngine`."""
 
-    def __init__(self, engine, options: CoreOptions | None = None) -> None:
+    def __init__(self, engine, options: CoreOptions | None = None, secret: str | bytes | None = None) -> None:
         self.engine = engine
         self.options = options or CoreOptions()
+        self.ids = SessionIds(secret)
         self.sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
         self.closed: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.pending: list[Job] = []
@@ -125,7 +127,7 @@ class SessionCore:
     # -- sessions ------------------------------------------------------------------
     def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
         """A new session id; its state is made on the replica that serves its first infer."""
-        return CreateSessionResponse(session_id=encode_session_id(request),
+        return CreateSessionResponse(session_id=self.ids.encode(request),
                                      model_id=str(getattr(self.engine, "model_id", "")))
 
     def close(self, session_id: str) -> None:
@@ -147,13 +149,13 @@ class SessionCore:
         """The session's state here, made fresh when the request needs no history."""
         if session_id in self.closed:
             raise unknown_session("unknown session: it was closed")
-        settings = decode_session_id(session_id)
+        settings = self.ids.decode(session_id)
         self.expire(now_s)
         sess = self.sessions.get(session_id)
         if sess is None:
             if request.context is None and request.chunk_start() > 0:
                 raise unknown_session()  # history is needed and this replica does not hold it
-            sess = Session(self.engine.new_session(_sampling(settings)), now_s)
+            sess = Session(self.engine.new_session(_sampling(settings)), settings, now_s)
             self.sessions[session_id] = sess
             while len(self.sessions) > self.options.max_sessions:
                 self.sessions.popitem(last=False)

@@ -29,9 +29,7 @@ from streammuse.datasets.song import Song
 from streammuse.datasets.tick_grid import song_to_midi
 from streammuse.errors import StreamMuseError
 
-REQUEST_COLUMNS = ["song", "request_id", "send_tick", "request_tick", "gen_len", "send_ms", "recv_ms",
-                   "rtt_ms", "inference_ms", "queue_ms", "network_ms", "status"]
-TICK_COLUMNS = ["song", "tick", "available", "staleness", "request_id", "fresh"]
+from streammuse.runfolder import REQUEST_COLUMNS, TICK_COLUMNS, done_songs, mark_done
 
 
 def run_name(setting: str, interval: int, gen_len: int, date: dt.date | None = None) -> str:
@@ -164,8 +162,7 @@ class RunWriter:
 
     def done_songs(self) -> set[str]:
         """Names of the songs already finished."""
-        done = self.path / "done"
-        return {p.name for p in done.iterdir()} if done.is_dir() else set()
+        return done_songs(self.path)
 
     def write_song(self, performance: Song, bpm: float, requests: list[dict], ticks: list[dict]) -> None:
         """Write one finished song: MIDI, its rows, the merged tables, then its done marker."""
@@ -178,8 +175,7 @@ class RunWriter:
             _frame(ticks, TICK_COLUMNS).to_parquet(parts / f"{name}.ticks.parquet", index=False)
             self._merge("requests", REQUEST_COLUMNS)
             self._merge("ticks", TICK_COLUMNS)
-            (self.path / "done").mkdir(exist_ok=True)
-            (self.path / "done" / name).write_text("")
+            mark_done(self.path, name)
 
     def _merge(self, table: str, columns: list[str]) -> None:
         files = sorted((self.path / "parts").glob(f"*.{table}.parquet"))

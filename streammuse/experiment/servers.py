@@ -24,13 +24,11 @@ def batch_timer(cfg: ReplayConfig, profile: LatencyProfile):
     if model is None:
         raise StreamMuseError(f"profile {profile.name!r} has no server_model; use --server-time measured "
                               "or a profile measured by `streammuse profile`")
-    from streammuse.core.session_ids import decode_session_id
-
     def modelled(batch) -> float:
         # Seeded by the batch's own content, not by a replica-wide stream: a song replays
         # identically in one-song-at-a-time runs whatever ran before it (and on --resume).
         first = min(batch.jobs, key=lambda j: j.session_id)
-        rng = np.random.default_rng((cfg.seed, decode_session_id(first.session_id).seed,
+        rng = np.random.default_rng((cfg.seed, first.session.settings.seed,
                                      first.request.request_tick, len(batch.jobs)))
         return model.sample_ms(rng, max(j.request.gen_len for j in batch.jobs), len(batch.jobs))
 
@@ -45,7 +43,7 @@ def server_time_label(cfg: ReplayConfig, profile: LatencyProfile) -> str:
         return f"real: {cfg.server or 'embedded server'} on {platform.node()}"
     if cfg.server_time == "measured":
         return f"measured: engine compute per batch on {platform.node()} ({os.cpu_count()} CPUs)"
-    src = profile.source or {}
+    src = profile.source or {"kind": "source not stated", "detail": "user profile"}
     where = src.get("detail", "?")
     if src.get("kind") == "measured":
         where = f"{src.get('machine', '?')}, {src.get('date', '?')}"

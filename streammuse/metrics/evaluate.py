@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from streammuse.datasets.song import Song, merge_unisons, note_array
+from streammuse.runfolder import done_songs
 from streammuse.errors import StreamMuseError
 from streammuse.metrics import distributions, realtime
 from streammuse.metrics.harmonicity import Harmonicity, harmonicity
@@ -89,7 +90,7 @@ def read_run(run: str | Path) -> RunData:
     run = Path(run)
     manifest = read_manifest(run)
     problems: list[str] = []
-    done = {p.name for p in (run / "done").iterdir()} if (run / "done").is_dir() else set()
+    done = done_songs(run)
     performances = []
     not_done = [n for n in manifest["songs"] if n not in done]
     if not_done:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-STALENESS_C = 32  # C in ISR_w: the longest generation sequence expected (section V-D)
+from streammuse.contract import C as STALENESS_C  # C in ISR_w: the longest generation (section V-D)
 
 
 def _columns(available, staleness=None) -> tuple[np.ndarray, np.ndarray | None]:

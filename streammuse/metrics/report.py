@@ -79,7 +79,9 @@ def run_folders(paths: list[Path]) -> list[Path]:
 
 
 def _done(run: Path) -> list[str]:
-    return sorted(p.name for p in (run / "done").iterdir()) if (run / "done").is_dir() else []
+    from streammuse.runfolder import done_songs
+
+    return sorted(done_songs(run))
 
 
 def summaries(runs: list[Path], evaluate=None, notes: list[str] | None = None) -> list[dict]:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
+from streammuse.contract import MAX_GEN_LEN  # C: no generation is longer
 from streammuse.datasets import vocab
 from streammuse.datasets.frames import empty_frames, interleave
 from streammuse.errors import StreamMuseError
@@ -34,7 +35,6 @@ from streammuse.model.config import StreamMuseConfig, preset
 from streammuse.model.modeling import PART_A, PART_M, StreamMuseModel
 from streammuse.model.sampling import Sampling, grammar_mask, note_pitch_index, sample_rows
 
-MAX_GEN_LEN = 32
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "tiny"
 WEIGHTS_FILE = "model.safetensors"
 

@@ -31,13 +31,15 @@ from streammuse.contract import (
     InferResponse,
 )
 from streammuse.core.drivers import RealtimeDriver
+from streammuse.core.session_ids import SECRET_ENV
 from streammuse.core.sessions import CoreOptions, SessionCore
 
 TOKEN_ENV = "STREAMMUSE_TOKEN"
 MAX_BODY_BYTES = 1 << 20  # a 4096-tick context is ~200 kB of JSON
 ROUTER_CLASS = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long", "too_short"}
-_ERRORS = {404: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 500)}
+DOCS_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 
 @dataclass
@@ -58,6 +60,9 @@ class DeployOptions:
     max_wait_ms: float = 2.0
     route_prefix: str = "/"
     name: str = "streammuse"
+    # Signs session ids; every replica must share it. None: $STREAMMUSE_SESSION_SECRET
+    # (a Kubernetes Secret), else one generated per `serve` / `deploy --cluster local`.
+    session_secret: str | None = None
 
     @property
     def cpu_only(self) -> bool:
@@ -92,25 +97,16 @@ def _check_token(request: Request) -> None:
         raise ApiError(401, "unauthorized", "missing or wrong bearer token")
 
 
-def create_app(driver=None, token: str | None = None) -> FastAPI:
-    """The FastAPI app over a session-core driver (``RealtimeDriver`` when serving,
-    ``VirtualDriver`` in a simulation); ``driver`` and ``token`` may be set later on
-    ``app.state``."""
-    app = FastAPI(title="StreamMUSE", version="1", description="Frame-synchronous streaming accompaniment (docs/design.md section 3).")
-    app.state.driver, app.state.token = driver, token
-    app.state.replica = "local" if driver is not None else None
-    auth = [Depends(_check_token)]
+def _check_session_header(request: Request, session_id: str) -> None:
+    """The affinity header routes the request; a different id in the path would run the
+    session on a replica that the router did not pick for it (a silent fork)."""
+    header = request.headers.get(SESSION_HEADER)
+    if header is not None and header != session_id:
+        raise ApiError(400, "session_mismatch", f"{SESSION_HEADER} header and the path name different sessions")
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
-        if length is None and request.method == "POST" and len(await request.body()) > MAX_BODY_BYTES:
-            return _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
-        response = await call_next(request)
-        response.headers["x-streammuse-replica"] = _state(request, "replica")  # which replica answered
-        return response
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every refusal as an ErrorResponse: ApiError, and FastAPI's own validation errors."""
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
@@ -126,6 +122,34 @@ def create_app(driver=None, token: str | None = None) -> FastAPI:
             return _error(400, "bad_request", f"malformed JSON: {first['msg']}")
         code = "out_of_range" if first.get("type") in _RANGE_ERRORS else "bad_request"
         return _error(422, code, detail)
+
+
+def create_app(driver=None, token: str | None = None) -> FastAPI:
+    """The FastAPI app over a session-core driver (``RealtimeDriver`` when serving,
+    ``VirtualDriver`` in a simulation); ``driver`` and ``token`` may be set later on
+    ``app.state``."""
+    app = FastAPI(title="StreamMUSE", version="1", description="Frame-synchronous streaming accompaniment (docs/design.md section 3).")
+    app.state.driver, app.state.token = driver, token
+    app.state.replica = "local" if driver is not None else None
+    auth = [Depends(_check_token)]
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if request.url.path in DOCS_PATHS:  # the API's description follows the token too
+            try:
+                _check_token(request)
+            except ApiError as exc:
+                return _error(exc.status, exc.code, exc.detail)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+        if length is None and request.method == "POST" and len(await request.body()) > MAX_BODY_BYTES:
+            return _error(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+        response = await call_next(request)
+        response.headers["x-streammuse-replica"] = _state(request, "replica")  # which replica answered
+        return response
+
+    _add_error_handlers(app)
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -146,11 +170,13 @@ def create_app(driver=None, token: str | None = None) -> FastAPI:
     @app.post("/v1/sessions/{session_id}/infer", dependencies=auth, responses=_ERRORS)
     async def infer(session_id: str, body: InferRequest, request: Request) -> InferResponse:
         """Accompaniment for ticks s .. s+GL-1 (or ``superseded``); 404 unknown_session: re-send ``context``."""
+        _check_session_header(request, session_id)
         return await _state(request, "driver").infer(session_id, body)
 
     @app.delete("/v1/sessions/{session_id}", dependencies=auth, status_code=204, responses=_ERRORS)
     async def close_session(session_id: str, request: Request) -> None:
         """Close a session."""
+        _check_session_header(request, session_id)
         _state(request, "driver").close(session_id)
 
     return app
@@ -175,6 +201,8 @@ def build_app(args: dict | None = None):
     from ray.serve.config import AutoscalingConfig, RequestRouterConfig
 
     options = DeployOptions(**(args or {}))
+    if options.session_secret is None and not os.environ.get(SECRET_ENV):
+        options.session_secret = secrets.token_hex(32)  # generated once, handed to every replica
     fastapi_app = create_app()
 
     @serve.deployment(
@@ -196,7 +224,7 @@ def build_app(args: dict | None = None):
             from streammuse.serving import app as this_module
 
             this_module._REPLICA.update(
-                driver=RealtimeDriver(SessionCore(load_engine(opts), opts.core_options())),
+                driver=RealtimeDriver(SessionCore(load_engine(opts), opts.core_options(), opts.session_secret)),
                 token=os.environ.get(TOKEN_ENV) or None,
                 replica=serve.get_replica_context().replica_id.to_full_id_str())
 
