@@ -33,7 +33,7 @@ class NoOpTransport:
     def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse:
         return CreateSessionResponse(session_id="0" * 32)
 
-    def infer(self, session_id: str, request: InferRequest) -> InferResponse:
+    def infer(self, session_id: str, request: InferRequest, timeout_s: float | None = None) -> InferResponse:
         return InferResponse(status="ok", request_tick=request.request_tick, accompaniment=[[]] * request.gen_len)
 
     def close_session(self, session_id: str) -> None:

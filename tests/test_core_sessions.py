@@ -55,17 +55,22 @@ def test_many_sessions_run_in_one_batch(engine):
     assert all(r.status == "ok" and len(r.accompaniment) == 2 for r in out + alone)
 
 
-def test_ttl_expiry_and_max_sessions(engine):
+def test_ttl_expiry_and_admission(engine):
     core = SessionCore(engine, CoreOptions(session_ttl_s=10.0, max_sessions=2))
     ids = [core.create(CreateSessionRequest(seed=s)).session_id for s in range(3)]
-    for i in ids:  # no engine call needed: state is made on first use
+    for i in ids[:2]:  # no engine call needed: state is made on first use
         core._session_for(i, InferRequest(request_tick=0, gen_len=1), now_s=100.0)
-    assert list(core.sessions) == ids[1:]  # the least recently used was evicted
+    # A third session is refused, not made by evicting a live one.
+    with pytest.raises(ApiError) as err:
+        core._session_for(ids[2], InferRequest(request_tick=0, gen_len=1), now_s=101.0)
+    assert (err.value.status, err.value.code) == (503, "overloaded") and list(core.sessions) == ids[:2]
     assert core.expire(105.0) == 0
     assert core.expire(110.5) == 2 and not core.sessions
+    # Expired, so a request that needs history is an unknown session; a fresh one is admitted.
     with pytest.raises(ApiError) as err:
-        core.submit(ids[2], InferRequest(request_tick=4, gen_len=1, melody=[[]]), now_s=111.0)
+        core.submit(ids[0], InferRequest(request_tick=4, gen_len=1, melody=[[]]), now_s=111.0)
     assert (err.value.status, err.value.code) == (404, "unknown_session")
+    core._session_for(ids[2], InferRequest(request_tick=0, gen_len=1), now_s=111.0)
 
 
 def test_an_engine_that_raises_answers_every_request_and_the_batcher_survives(engine):
@@ -158,3 +163,17 @@ def test_local_socket_server_round_trip():
     with pytest.raises(ServerUnavailable):
         transport.infer(sid, _req(3))
     transport.close()
+
+
+def test_junk_deletes_cannot_flush_the_closed_ids(engine):
+    from streammuse.core import sessions
+
+    core = SessionCore(engine)
+    sid = core.create(CreateSessionRequest(seed=1)).session_id
+    core.close(sid)
+    for k in range(sessions.MAX_TOMBSTONES + 1):
+        core.close(f"junk-{k}")
+    assert list(core.closed) == [sid]
+    with pytest.raises(ApiError) as err:
+        core.submit(sid, InferRequest(request_tick=0, gen_len=1), now_s=0.0)
+    assert err.value.code == "unknown_session"  # a closed session is not revived

@@ -91,12 +91,13 @@ class HttpTransport:
         self.client = httpx.Client(base_url=base, headers=headers, timeout=timeout_s, transport=transport,
                                    limits=httpx.Limits(max_keepalive_connections=32))
 
-    def _send(self, method: str, path: str, session_id: str | None = None, body=None):
+    def _send(self, method: str, path: str, session_id: str | None = None, body=None, timeout_s: float | None = None):
         import httpx
 
         headers = {SESSION_HEADER: session_id} if session_id else {}
+        extra = {} if timeout_s is None else {"timeout": timeout_s}
         try:
-            response = self.client.request(method, path, json=body, headers=headers)
+            response = self.client.request(method, path, json=body, headers=headers, **extra)
         except httpx.HTTPError as exc:
             raise ServerUnavailable(f"{self.url}: {exc}") from None
         data = response.json() if response.content else None
@@ -107,9 +108,14 @@ class HttpTransport:
         """POST /v1/sessions."""
         return CreateSessionResponse.model_validate(self._send("POST", "/v1/sessions", body=request.model_dump()))
 
-    def infer(self, session_id: str, request: InferRequest) -> InferResponse:
-        """POST /v1/sessions/{id}/infer (raises UnknownSession / ServerUnavailable)."""
-        return InferResponse.model_validate(self._send("POST", f"/v1/sessions/{session_id}/infer", session_id, _dump(request)))
+    def infer(self, session_id: str, request: InferRequest, timeout_s: float | None = None) -> InferResponse:
+        """POST /v1/sessions/{id}/infer (raises UnknownSession / ServerUnavailable).
+
+        ``timeout_s``: give up after this long (a real-time client's deadline: an answer
+        later than the last tick it covers is of no use), default the transport's.
+        """
+        return InferResponse.model_validate(
+            self._send("POST", f"/v1/sessions/{session_id}/infer", session_id, _dump(request), timeout_s))
 
     def close_session(self, session_id: str) -> None:
         """DELETE /v1/sessions/{id}."""
@@ -134,7 +140,7 @@ class InProcessTransport:
         """Open a session."""
         return self.core.create(request)
 
-    def infer(self, session_id: str, request: InferRequest) -> InferResponse:
+    def infer(self, session_id: str, request: InferRequest, timeout_s: float | None = None) -> InferResponse:
         """Accompaniment for ticks s .. s+GL-1; ``inference_ms`` is the measured engine time."""
         from streammuse.core.drivers import run_now
 

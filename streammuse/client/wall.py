@@ -21,6 +21,7 @@ from streammuse.errors import StreamMuseError
 from streammuse.contract import CreateSessionRequest, InferRequest
 
 DRAIN_S = 2.0  # after the last tick, how long answers still in flight are awaited
+MIN_DEADLINE_S = 0.05  # a request is given at least this long, even when already late
 
 
 class WallSong:
@@ -68,8 +69,12 @@ class WallSong:
 
         draw = self.injector.draw()
         await asyncio.sleep(draw.request_ms / 1000.0)
+        # The client's own deadline: past the onset of the last tick this request covers
+        # its answer is of no use, so a dead or swamped server is detected in GL ticks,
+        # not after a 30 s socket timeout, and the thread is free again.
+        deadline_s = self.clock.onset_s(req.request_tick + req.gen_len - 1) - asyncio.get_running_loop().time()
         try:
-            response = await self._call(self.transport.infer, self.session_id, req)
+            response = await self._call(self.transport.infer, self.session_id, req, max(deadline_s, MIN_DEADLINE_S))
         except UnknownSession:
             self.client.on_error(rec, self.clock.now_ms(), unknown_session=True)
             await self._reopen()

@@ -52,7 +52,9 @@ class CoreOptions:
     """Bounds of one replica's store and batcher."""
 
     session_ttl_s: float = 600.0  # idle sessions are dropped after this
-    max_sessions: int = 256  # bounded memory: the least recently used is evicted
+    # Admission: past this many live sessions a new one is refused (503 overloaded),
+    # never made by evicting a live one, so admitted sessions keep playing.
+    max_sessions: int = 256
     max_batch_size: int = 32
     max_wait_ms: float = 2.0  # how long a batch waits for more sessions' requests
 
@@ -131,7 +133,12 @@ class SessionCore:
                                      model_id=str(getattr(self.engine, "model_id", "")))
 
     def close(self, session_id: str) -> None:
-        """Forget a session here and refuse to revive it (unknown ids are ignored)."""
+        """Forget a session here and refuse to revive it. Ids this deployment did not
+        issue are ignored (so junk deletes cannot flush the remembered closed ids)."""
+        try:
+            self.ids.decode(session_id)
+        except ApiError:
+            return
         self.sessions.pop(session_id, None)
         self.closed[session_id] = None
         while len(self.closed) > MAX_TOMBSTONES:
@@ -155,10 +162,10 @@ class SessionCore:
         if sess is None:
             if request.context is None and request.chunk_start() > 0:
                 raise unknown_session()  # history is needed and this replica does not hold it
+            if len(self.sessions) >= self.options.max_sessions:
+                raise ApiError(503, "overloaded", f"this replica holds {len(self.sessions)} live sessions, its limit; retry later")
             sess = Session(self.engine.new_session(_sampling(settings)), settings, now_s)
             self.sessions[session_id] = sess
-            while len(self.sessions) > self.options.max_sessions:
-                self.sessions.popitem(last=False)
         self.sessions.move_to_end(session_id)
         sess.last_access_s = now_s
         return sess

@@ -38,7 +38,8 @@ TOKEN_ENV = "STREAMMUSE_TOKEN"
 MAX_BODY_BYTES = 1 << 20  # a 4096-tick context is ~200 kB of JSON
 ROUTER_CLASS = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long", "too_short"}
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 500)}
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 500, 503)}
+RETRY_AFTER_S = 2  # a refused session asks again after about a bar at 120 BPM
 DOCS_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 
@@ -110,7 +111,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
-        return _error(exc.status, exc.code, exc.detail)
+        response = _error(exc.status, exc.code, exc.detail)
+        if exc.status == 503:
+            response.headers["retry-after"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError):
