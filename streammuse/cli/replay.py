@@ -77,6 +77,21 @@ def replay(
                 results.append(_run_pair(pair_cfg, engine, transport, song_list, profile_obj, tick, progress, task, total))
     # Wide enough for every column when stdout is not a terminal (make, CI logs).
     Console(width=max(Console().width, 120)).print(summary_table(results))
+    _warn_if_not_real_time(results, console)
+
+
+def _warn_if_not_real_time(results, console: Console) -> None:
+    """Say plainly when a wall-clock run's machine could not keep time (its manifest)."""
+    import json
+
+    for _, path, _ in results:
+        try:
+            health = json.loads((path / "manifest.json").read_text()).get("realtime_health")
+        except (OSError, ValueError):
+            continue
+        if health and not health["kept_real_time"]:
+            console.print(f"[yellow]warning: {path.name}: this machine could not keep real time ({health['reason']}); "
+                          "its ISR measures the machine as much as the model[/]")
 
 
 def _auto_pair(setting: str, profile: Path | None, bpm: float, sweep: str | None) -> tuple[int, int]:

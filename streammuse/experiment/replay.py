@@ -158,8 +158,12 @@ def run_pair(cfg: ReplayConfig, songs: list[Song], profile: LatencyProfile, engi
     if cfg.clock == "sim":
         replay_sim(cfg, engine, songs, writer, profile, progress, client_factory)
         return writer.path, []
+    from streammuse.experiment.health import assess, load_average
+
+    before = load_average()
     lateness = replay_wall(cfg, transport, songs, writer, profile, progress, watch)
-    writer.add_to_manifest({"tick_lateness_p99_ms": float(np.percentile(lateness, 99)) if lateness else None})
+    health = assess(lateness, tau_ms(cfg.bpm), max(before, load_average()))
+    writer.add_to_manifest({"realtime_health": health.to_dict()})
     return writer.path, lateness
 
 
