@@ -134,7 +134,8 @@ def test_server_outage_backups_misses_and_context_resend(tmp_path, engine):
     client = SongClient(song.name, m, interval=1, gen_len=4, tau_ms=tau_ms(120))
     driver = VirtualDriver(SessionCore(engine), lambda batch: 10.0)
     front = Outage(driver)
-    run_simulation([SimSong(client, LatencyInjector(load_profile("local"), 0), CreateSessionRequest())], front, driver)
+    run_simulation([SimSong(client, LatencyInjector(load_profile("local"), 0), CreateSessionRequest())],
+                   lambda: (front, driver))
     status = {r.request_tick: r.status for r in client.requests}
     # Backoff during the outage: failures at 8, 9, 11 (waited 2 ticks), 15 (waited 4);
     # the next request, 23 (waited 8), finds the session gone: failed too.
@@ -164,3 +165,15 @@ def test_resume_finds_the_run_by_its_saved_settings(tmp_path, engine):
     with pytest.raises(StreamMuseError, match="other settings.*bpm"):
         _run(_cfg(tmp_path, interval=4, gen_len=15, bpm=90.0, resume=True), engine)
     assert _run(_cfg(tmp_path, interval=4, gen_len=15, resume=True), engine) == gl15
+
+
+def test_per_song_servers_on_one_timeline_equal_song_by_song_replay(tmp_path, engine):
+    """Issue 20's single-user mode: songs played together on one virtual timeline, each on
+    its own virtual replica, give each song exactly the events of playing it alone."""
+    together = _run(_cfg(tmp_path / "together", songs=3, servers="per-song", concurrency=3), engine)
+    alone = _run(_cfg(tmp_path / "alone", songs=3, servers="shared", concurrency=1), engine)
+    for got, want in zip(_tables(together), _tables(alone)):
+        key = list(got.columns[:2])
+        pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True))
+    shared = _run(_cfg(tmp_path / "shared", songs=3, servers="shared", concurrency=3), engine)
+    assert not _tables(shared)[0]["queue_ms"].equals(_tables(alone)[0]["queue_ms"])  # one replica: songs queue

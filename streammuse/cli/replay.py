@@ -39,6 +39,7 @@ def replay(
     model: Annotated[Path | None, typer.Option(help="Checkpoint for --clock sim / offline; default: shipped.")] = None,
     server_time: Annotated[str, typer.Option(help="Sim clock: modelled (the profile's measured or paper server model) or measured (engine compute per batch here).")] = "modelled",
     front: Annotated[str, typer.Option(help="Sim clock: core (the session core directly) or http (the FastAPI app in process).")] = "core",
+    servers: Annotated[str, typer.Option(help="Sim clock: shared (the songs playing at once share one replica) or per-song (each its own: the paper's single user).")] = "shared",
     random_weights: Annotated[bool, typer.Option(help="Random tiny weights instead of a checkpoint (tests, speed).")] = False,
     auto: Annotated[bool, typer.Option(help="Take (I, GL) from the planner for this profile and BPM (equation 3).")] = False,
 ) -> None:
@@ -50,7 +51,7 @@ def replay(
         testset=testset, setting=setting, bpm=bpm, interval=interval, gen_len=gen_len, server=server,
         profile=str(profile) if profile else None, clock=clock, concurrency=concurrency,
         songs=songs or None, max_bars=max_bars or None, seed=seed, out=out, resume=resume, server_time=server_time,
-        front=front,
+        front=front, servers=servers,
     )
     pairs = xc.parse_sweep(sweep) or [(interval, gen_len)]
     if setting == "offline":

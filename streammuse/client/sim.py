@@ -49,6 +49,8 @@ class SimSong:
     session_request: CreateSessionRequest
     origin_ms: float = 0.0  # virtual time of tick 0's onset
     session_id: str = ""
+    front: object = None  # how its requests reach its replica
+    driver: object = None  # its replica's virtual driver
     in_flight: int = 0
     ended: bool = False  # its last tick has passed
     finished: bool = False  # its session is closed and its logs are final
@@ -73,36 +75,52 @@ class _Timeline:
         heapq.heappush(self.events, (time_ms, kind, next(self.seq), payload))
 
 
-async def simulate(songs: list[SimSong], front, driver, concurrency: int = 1, on_done=None) -> None:
-    """Play ``songs`` (at most ``concurrency`` at once) through ``front`` on ``driver``'s
-    virtual replica; ``await on_done(song)`` after each song ends."""
-    sim = _Sim(front, driver, on_done, list(songs))
+async def simulate(songs: list[SimSong], server, concurrency: int = 1, on_done=None) -> None:
+    """Play ``songs`` (at most ``concurrency`` at once) on one virtual timeline;
+    ``await on_done(song)`` after each song ends.
+
+    ``server()`` gives a starting song its ``(front, driver)``: the same pair every time
+    for one shared replica, a new pair per song for one replica per song (the paper's
+    single-user setting, each song's events as if it played alone).
+    """
+    sim = _Sim(server, on_done, list(songs))
     for _ in range(min(concurrency, len(songs))):
         sim.timeline.push(0.0, _START, sim.waiting.pop(0))
     await sim.run()
 
 
-def run_simulation(songs: list[SimSong], front, driver, concurrency: int = 1, on_done=None) -> None:
+def shared(front, driver):
+    """A ``server`` for :func:`simulate`: every song on one replica."""
+    return lambda: (front, driver)
+
+
+def run_simulation(songs: list[SimSong], server, concurrency: int = 1, on_done=None) -> None:
     """:func:`simulate` on a fresh event loop (the loop only runs coroutines: no real time passes)."""
-    asyncio.run(simulate(songs, front, driver, concurrency, on_done))
+    asyncio.run(simulate(songs, server, concurrency, on_done))
 
 
 class _Sim:
-    def __init__(self, front, driver, on_done, waiting: list[SimSong]) -> None:
-        self.front, self.driver, self.on_done = front, driver, on_done
+    def __init__(self, server, on_done, waiting: list[SimSong]) -> None:
+        self.server, self.on_done = server, on_done
+        self.drivers: dict[int, object] = {}  # the replicas in use, by id
+        self.users: dict[int, int] = {}  # songs playing on each
         self.waiting = waiting  # songs not started yet
         self.timeline = _Timeline()
         self.at_replica: list[_Sent] = []
 
     async def run(self) -> None:
         events = self.timeline.events
-        while events or self.driver.next_event_s() is not None:
-            replica_s = self.driver.next_event_s()
+        while True:
+            due = [(at, k, d) for k, d in self.drivers.items() if (at := d.next_event_s()) is not None]
+            replica_s, _, driver = min(due, key=lambda x: x[:2]) if due else (None, 0, None)
+            if not events and replica_s is None:
+                break
             if replica_s is not None and (not events or (replica_s * 1000.0, _REPLICA) < events[0][:2]):
-                await self._replica(replica_s)
+                await self._replica(replica_s, driver)
                 continue
             now, kind, _, payload = heapq.heappop(events)
-            self.driver.virtual_s = now / 1000.0
+            for d in self.drivers.values():
+                d.virtual_s = now / 1000.0
             if kind == _ONSET:
                 self._onset(now, *payload)
             elif kind == _ARRIVE:
@@ -115,7 +133,11 @@ class _Sim:
                 await self._end(now, payload)
 
     async def _start(self, now: float, song: SimSong) -> None:
-        song.session_id = (await self.front.create_session(song.session_request)).session_id
+        song.front, song.driver = self.server()
+        song.driver.virtual_s = now / 1000.0
+        self.drivers[id(song.driver)] = song.driver
+        self.users[id(song.driver)] = self.users.get(id(song.driver), 0) + 1
+        song.session_id = (await song.front.create_session(song.session_request)).session_id
         song.origin_ms = now + song.client.tau_ms
         for t in range(-1, song.client.n_ticks):
             self.timeline.push(song.origin_ms + t * song.client.tau_ms, _ONSET, (song, t))
@@ -128,19 +150,20 @@ class _Sim:
             self.timeline.push(now + sent.draw.request_ms, _ARRIVE, sent)
 
     async def _arrive(self, now: float, sent: _Sent) -> None:
-        before = self.driver.core.submissions
-        sent.task = asyncio.ensure_future(self.front.infer(sent.song.session_id, sent.req))
-        while self.driver.core.submissions == before and not sent.task.done():
+        core = sent.song.driver.core
+        before = core.submissions
+        sent.task = asyncio.ensure_future(sent.song.front.infer(sent.song.session_id, sent.req))
+        while core.submissions == before and not sent.task.done():
             await asyncio.sleep(0)  # let the front's request reach the core
-        if self.driver.core.submissions != before:
-            sent.job = self.driver.core.pending[-1]
+        if core.submissions != before:
+            sent.job = core.pending[-1]
             self.at_replica.append(sent)
         else:
             self._reply(now, sent)
 
-    async def _replica(self, now_s: float) -> None:
+    async def _replica(self, now_s: float, driver) -> None:
         # The driver's own time, not a ms round trip: it must see its batch as due.
-        self.driver.advance(now_s)
+        driver.advance(now_s)
         now = now_s * 1000.0
         answered = [s for s in self.at_replica if s.job.done]
         self.at_replica = [s for s in self.at_replica if not s.job.done]
@@ -164,7 +187,7 @@ class _Sim:
         elif isinstance(error, UnknownSession):
             client.on_error(sent.rec, local_ms, unknown_session=True)
             try:
-                song.session_id = (await self.front.create_session(song.session_request)).session_id
+                song.session_id = (await song.front.create_session(song.session_request)).session_id
             except ServerUnavailable:
                 pass  # the next request fails too and backs off; it re-sends the context
         elif isinstance(error, ServerUnavailable):
@@ -187,8 +210,11 @@ class _Sim:
             return
         song.finished = True
         song.client.finish_pending()
+        self.users[id(song.driver)] -= 1
+        if not self.users[id(song.driver)] and song.driver.next_event_s() is None:
+            del self.drivers[id(song.driver)], self.users[id(song.driver)]  # a song's own replica
         try:
-            await self.front.close_session(song.session_id)
+            await song.front.close_session(song.session_id)
         except (ServerUnavailable, UnknownSession):
             pass  # a session we cannot close expires on its TTL
         if self.on_done is not None:

@@ -12,6 +12,7 @@ SETTINGS = ("local", "local-server", "remote", "offline")
 PAPER_SWEEP = ((1, 3), (2, 5), (2, 9), (4, 5), (4, 9), (4, 15), (7, 9), (7, 15))  # Table III
 SERVER_TIMES = ("modelled", "measured")
 FRONTS = ("core", "http")
+SERVERS = ("shared", "per-song")
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ReplayConfig:
     resume: bool = False
     server_time: str = "modelled"
     front: str = "core"
+    servers: str = "shared"  # sim: one replica for the songs playing at once, or one per song
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
 
     def validate(self) -> None:
@@ -59,6 +61,8 @@ class ReplayConfig:
             raise StreamMuseError(f"--server-time must be one of {', '.join(SERVER_TIMES)}")
         if self.front not in FRONTS:
             raise StreamMuseError(f"--front must be one of {', '.join(FRONTS)}")
+        if self.servers not in SERVERS:
+            raise StreamMuseError(f"--servers must be one of {', '.join(SERVERS)}")
 
     def with_pair(self, interval: int, gen_len: int) -> ReplayConfig:
         """The same config for another (I, GL) pair."""

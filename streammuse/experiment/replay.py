@@ -77,13 +77,17 @@ def _save(writer: RunWriter, client: SongClient, melody_notes: np.ndarray, bpm: 
 
 def replay_sim(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWriter, profile: LatencyProfile,
                progress=None, client_factory=None) -> None:
-    """Replay on the sim clock: ``cfg.concurrency`` songs at a time share one virtual
-    replica running the session core (``cfg.front``: called directly or through the
-    HTTP app), each batch lasting ``cfg.server_time``."""
-    from streammuse.client.sim import SimSong, run_simulation
+    """Replay on the sim clock: ``cfg.concurrency`` songs at a time on one virtual
+    timeline, sharing one virtual replica running the session core (``cfg.servers``
+    "shared") or each on its own ("per-song", the paper's single-user setting), reached
+    directly or through the HTTP app (``cfg.front``), each batch lasting ``cfg.server_time``."""
+    from streammuse.client.sim import SimSong, run_simulation, shared
     from streammuse.experiment.servers import virtual_replica
 
-    driver, front = virtual_replica(cfg, engine, profile)
+    if cfg.servers == "shared":
+        server = shared(*reversed(virtual_replica(cfg, engine, profile)))
+    else:
+        server = lambda: tuple(reversed(virtual_replica(cfg, engine, profile)))  # noqa: E731 - one per song
     melodies, sims = {}, []
     for index, song, client in _clients(cfg, songs, writer.done_songs(), client_factory):
         melodies[song.name] = song.melody
@@ -94,7 +98,7 @@ def replay_sim(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWriter, 
         if progress is not None:
             progress(sim.client.name)
 
-    run_simulation(sims, front, driver, cfg.concurrency, finished)
+    run_simulation(sims, server, cfg.concurrency, finished)
 
 
 def replay_wall(cfg: ReplayConfig, transport, songs: list[Song], writer: RunWriter, profile: LatencyProfile,

@@ -50,7 +50,7 @@ def new_run_dir(out: Path, setting: str, interval: int, gen_len: int) -> Path:
 
 # The manifest keys that fix what a run measures: --resume continues only a folder whose
 # saved values equal the command's.
-RESUME_KEYS = ("setting", "interval", "gen_len", "bpm", "clock", "server_time", "front", "profile", "seed",
+RESUME_KEYS = ("setting", "interval", "gen_len", "bpm", "clock", "server_time", "front", "servers", "profile", "seed",
                "sampling", "testset", "songs", "max_bars", "concurrency", "model_id")
 
 
@@ -64,6 +64,7 @@ def manifest(cfg, profile, songs, model_id: str, server_time_label: str) -> dict
         "bpm": cfg.bpm, "clock": "none" if offline else cfg.clock,
         "server_time": "none" if offline else (cfg.server_time if cfg.clock == "sim" else "real"),
         "server_time_label": server_time_label, "front": cfg.front if cfg.clock == "sim" and not offline else "none",
+        "servers": cfg.servers if cfg.clock == "sim" and not offline else "none",
         "server": cfg.server, "profile": profile.to_dict(), "seed": cfg.seed,
         "sampling": cfg.sampling.model_dump(), "model_id": model_id, "git_rev": git_rev(), "machine": machine(),
         "testset": str(Path(cfg.testset).resolve()), "songs": [s.name for s in songs], "max_bars": cfg.max_bars,
