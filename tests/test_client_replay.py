@@ -177,3 +177,20 @@ def test_per_song_servers_on_one_timeline_equal_song_by_song_replay(tmp_path, en
         pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True))
     shared = _run(_cfg(tmp_path / "shared", songs=3, servers="shared", concurrency=3), engine)
     assert not _tables(shared)[0]["queue_ms"].equals(_tables(alone)[0]["queue_ms"])  # one replica: songs queue
+
+
+def test_a_two_configuration_sweep_runs_as_ray_tasks(tmp_path):
+    """Issue 20: configurations fan out as Ray tasks and come back as run folders equal to
+    the same configurations run in this process."""
+    from streammuse.experiment.sweep import run_sweep_on_ray
+
+    configs = [_cfg(tmp_path / "ray", interval=i, gen_len=gl) for i, gl in ((1, 3), (2, 5))]
+    paths = run_sweep_on_ray(configs, n_songs=1, random_weights=True)
+    assert [p.name.split("-", 3)[-1] for p in paths] == ["remote-I1-GL3", "remote-I2-GL5"]
+    from streammuse.model.engine import StreamingEngine
+
+    here = StreamingEngine.random("tiny", seed=3)
+    for cfg, path in zip(configs, paths):
+        local = _run(_cfg(tmp_path / "here", interval=cfg.interval, gen_len=cfg.gen_len), here)
+        for got, want in zip(_tables(path), _tables(local)):
+            pd.testing.assert_frame_equal(got, want)

@@ -42,6 +42,8 @@ def replay(
     servers: Annotated[str, typer.Option(help="Sim clock: shared (the songs playing at once share one replica) or per-song (each its own: the paper's single user).")] = "shared",
     random_weights: Annotated[bool, typer.Option(help="Random tiny weights instead of a checkpoint (tests, speed).")] = False,
     auto: Annotated[bool, typer.Option(help="Take (I, GL) from the planner for this profile and BPM (equation 3).")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Run the sweep's configurations as Ray tasks (sim clock, offline).")] = False,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster for --ray (e.g. ray://head:10001); default: a local Ray instance.")] = None,
 ) -> None:
     """Replay the test set's melodies in real time against the model server and record
     what a listener would have heard (performance MIDI, request and tick logs)."""
@@ -61,6 +63,11 @@ def replay(
     profile_obj = rp.resolve_profile(cfg)
     song_list = rp.load_songs(cfg)
     console = Console(stderr=True)
+    if ray or ray_address:
+        results = _sweep_on_ray([cfg.with_pair(i, gl) for i, gl in pairs], len(song_list), model, random_weights,
+                                ray_address, console)
+        Console(width=max(Console().width, 120)).print(summary_table(results))
+        return
     results = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -79,6 +86,25 @@ def replay(
     # Wide enough for every column when stdout is not a terminal (make, CI logs).
     Console(width=max(Console().width, 120)).print(summary_table(results))
     _warn_if_not_real_time(results, console)
+
+
+def _sweep_on_ray(configs, n_songs: int, model, random_weights: bool, ray_address, console: Console) -> list:
+    """Configurations as Ray tasks: a bar per configuration and one for all, with an ETA."""
+    from rich.progress import TimeRemainingColumn
+
+    from streammuse.experiment.sweep import run_sweep_on_ray
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console) as progress:
+        total = progress.add_task("sweep on Ray", total=len(configs))
+        bars = {id(c): progress.add_task(f"  {c.setting} I={c.interval} GL={c.gen_len}", total=1) for c in configs}
+
+        def done(cfg, path) -> None:
+            progress.advance(bars[id(cfg)])
+            progress.advance(total)
+
+        paths = run_sweep_on_ray(configs, n_songs, str(model) if model else None, random_weights, ray_address, done)
+    return [(c, p, []) for c, p in zip(configs, paths)]
 
 
 def _warn_if_not_real_time(results, console: Console) -> None:

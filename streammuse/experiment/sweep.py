@@ -1,0 +1,117 @@
+"""A sweep's configurations as Ray tasks: on the local Ray instance, or on any Ray cluster
+(the KubeRay cluster ``deploy`` targets) with ``ray_address``.
+
+Each task runs one configuration with :func:`~streammuse.experiment.replay.run_pair` (the
+same code as a sweep in this process: sim clock or offline) into a scratch folder on its
+worker and returns the run folder's files; this process writes them under ``cfg.out``,
+so a cluster needs no shared filesystem. An interrupted sweep resumes per configuration:
+a configuration whose run folder is complete is not sent again (``--resume``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from streammuse.errors import StreamMuseError
+from streammuse.experiment.config import ReplayConfig
+from streammuse.runfolder import done_songs
+
+TASK_THREADS = 1  # a small model scales poorly over threads: one task per core instead
+
+
+def _run_remote(cfg: ReplayConfig, model: str | None, random_weights: bool) -> dict[str, bytes]:
+    """Ray task body: one configuration into a scratch folder; its files by relative path."""
+    import torch
+
+    from streammuse.experiment.replay import load_songs, resolve_profile, run_pair
+    from streammuse.model.engine import StreamingEngine
+
+    torch.set_num_threads(TASK_THREADS)
+    engine = StreamingEngine.random("tiny", seed=cfg.seed) if random_weights else StreamingEngine.load(path=model)
+    with tempfile.TemporaryDirectory() as scratch:
+        path, _ = run_pair(replace(cfg, out=Path(scratch), resume=False), load_songs(cfg), resolve_profile(cfg),
+                           engine=engine, model_id=engine.model_id)
+        return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def _write(out: Path, name: str, files: dict[str, bytes]) -> Path:
+    """Write a returned run folder under ``out`` (a fresh name if taken), manifest last."""
+    target, k = out / name, 1
+    while target.exists():
+        k += 1
+        target = out / f"{name}-{k}"
+    for rel, data in sorted(files.items(), key=lambda kv: kv[0] == "manifest.json"):
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+    return target
+
+
+def _already_done(cfg: ReplayConfig, n_songs: int) -> Path | None:
+    """With ``--resume``: the complete run folder of this configuration, if there is one."""
+    from streammuse.experiment.replay import load_songs, resolve_profile
+    from streammuse.experiment.runs import RESUME_KEYS, manifest
+    from streammuse.experiment.servers import server_time_label
+
+    if not cfg.resume:
+        return None
+    profile = resolve_profile(cfg)
+    wanted = json.loads(json.dumps(manifest(cfg, profile, load_songs(cfg), "", server_time_label(cfg, profile)), default=str))
+    for path in sorted(Path(cfg.out).glob("*/manifest.json")):
+        saved = json.loads(path.read_text())
+        same = all(saved.get(k) == wanted.get(k) for k in RESUME_KEYS if k != "model_id")
+        if same and len(done_songs(path.parent)) >= n_songs:
+            return path.parent
+    return None
+
+
+def run_sweep_on_ray(configs: list[ReplayConfig], n_songs: int, model: str | None = None, random_weights: bool = False,
+                     ray_address: str | None = None, on_done: Callable[[ReplayConfig, Path], None] | None = None) -> list[Path]:
+    """Run ``configs`` (sim clock or offline) as Ray tasks; their run folders, in order."""
+    import ray
+
+    if any(c.clock == "wall" and c.setting != "offline" for c in configs):
+        raise StreamMuseError("--ray runs sim-clock or offline configurations; a wall-clock replay needs its server")
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, namespace="streammuse-sweep",
+                     num_cpus=None if ray_address else os.cpu_count(), configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise StreamMuseError(f"cannot reach the Ray cluster {ray_address or '(local)'}: {exc}") from None
+    try:
+        task = ray.remote(num_cpus=TASK_THREADS)(_run_remote)
+        paths: dict[int, Path] = {}
+        pending = {}
+        for k, cfg in enumerate(configs):
+            done = _already_done(cfg, n_songs)
+            if done is not None:
+                paths[k] = done
+                if on_done is not None:
+                    on_done(cfg, done)
+            else:
+                pending[task.remote(cfg, model, random_weights)] = k
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            k = pending.pop(ready[0])
+            files = ray.get(ready[0])
+            name = _name(configs[k])
+            paths[k] = _write(Path(configs[k].out), name, files)
+            if on_done is not None:
+                on_done(configs[k], paths[k])
+        return [paths[k] for k in range(len(configs))]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _name(cfg: ReplayConfig) -> str:
+    from streammuse.experiment.runs import run_name
+
+    offline = cfg.setting == "offline"
+    return run_name(cfg.setting, 1 if offline else cfg.interval, 1 if offline else cfg.gen_len)
