@@ -194,3 +194,29 @@ def test_a_two_configuration_sweep_runs_as_ray_tasks(tmp_path):
         local = _run(_cfg(tmp_path / "here", interval=cfg.interval, gen_len=cfg.gen_len), here)
         for got, want in zip(_tables(path), _tables(local)):
             pd.testing.assert_frame_equal(got, want)
+
+
+def test_a_song_that_cannot_start_fails_alone_and_resume_plays_it(tmp_path, engine, monkeypatch):
+    """Issue 13: an unreachable server when one song starts fails that song alone (named in
+    the manifest, no done-marker); the songs that played are kept; --resume finishes it."""
+    from streammuse.client import wall
+    from streammuse.client.transports import InProcessTransport, ServerUnavailable
+    from streammuse.core.sessions import SessionCore
+
+    monkeypatch.setattr(wall, "START_RETRY_S", 0.3)
+
+    class DownForSeed1000(InProcessTransport):
+        def create_session(self, request):
+            if request.seed == 1001:  # the second song (seed * 1000 + index, seed 1)
+                raise ServerUnavailable("connection refused")
+            return super().create_session(request)
+
+    cfg = _cfg(tmp_path, clock="wall", setting="local", songs=2, interval=2, gen_len=4, seed=1, resume=True)
+    songs, profile = rp.load_songs(cfg), rp.resolve_profile(cfg)
+    path, _ = rp.run_pair(cfg, songs, profile, transport=DownForSeed1000(SessionCore(engine)), model_id="x")
+    manifest = RunWriter(path).read_manifest()
+    assert RunWriter(path).done_songs() == {songs[0].name}
+    assert manifest["failed_songs"] == {songs[1].name: "server unreachable when the song started"}
+    again, _ = rp.run_pair(cfg, songs, profile, transport=InProcessTransport(SessionCore(engine)), model_id="x")
+    assert again == path and RunWriter(path).done_songs() == {s.name for s in songs}
+    assert RunWriter(path).read_manifest().get("failed_songs") == {}

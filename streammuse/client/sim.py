@@ -64,6 +64,7 @@ class _Sent:
     draw: DelayDraw
     task: asyncio.Task | None = None
     job: object = None
+    session_id: str = ""  # the session it was sent on
 
 
 @dataclass
@@ -152,7 +153,8 @@ class _Sim:
     async def _arrive(self, now: float, sent: _Sent) -> None:
         core = sent.song.driver.core
         before = core.submissions
-        sent.task = asyncio.ensure_future(sent.song.front.infer(sent.song.session_id, sent.req))
+        sent.session_id = sent.song.session_id
+        sent.task = asyncio.ensure_future(sent.song.front.infer(sent.session_id, sent.req))
         while core.submissions == before and not sent.task.done():
             await asyncio.sleep(0)  # let the front's request reach the core
         if core.submissions != before:
@@ -186,10 +188,11 @@ class _Sim:
             client.on_reply(sent.rec, task.result(), local_ms, sent.draw.network_ms)
         elif isinstance(error, UnknownSession):
             client.on_error(sent.rec, local_ms, unknown_session=True)
-            try:
-                song.session_id = (await song.front.create_session(song.session_request)).session_id
-            except ServerUnavailable:
-                pass  # the next request fails too and backs off; it re-sends the context
+            if sent.session_id == song.session_id:  # one new session per lost one, as the wall clock
+                try:
+                    song.session_id = (await song.front.create_session(song.session_request)).session_id
+                except ServerUnavailable:
+                    pass  # the next request fails too and backs off; it re-sends the context
         elif isinstance(error, ServerUnavailable):
             client.on_error(sent.rec, local_ms, unknown_session=False)
         else:

@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from streammuse.client.clock import TickClock
 from streammuse.client.latency import LatencyInjector
 from streammuse.client.session import RequestRecord, SongClient
-from streammuse.errors import StreamMuseError
 from streammuse.contract import CreateSessionRequest, InferRequest
 
 DRAIN_S = 2.0  # after the last tick, how long answers still in flight are awaited
 MIN_DEADLINE_S = 0.05  # a request is given at least this long, even when already late
+START_RETRY_S = 10.0  # how long a song waits for an unreachable server before failing alone
 
 
 class WallSong:
@@ -36,6 +36,7 @@ class WallSong:
         self.clock = TickClock(bpm)
         self.executor = executor
         self.session_id: str | None = None
+        self.start_error: str | None = None  # set when the song could not start at all
         self.tasks: set[asyncio.Task] = set()
 
     async def _call(self, fn, *args):
@@ -45,10 +46,10 @@ class WallSong:
         """Play the whole song, then close its session."""
         from streammuse.client.transports import ServerUnavailable
 
-        try:
-            self.session_id = (await self._call(self.transport.create_session, self.session_request)).session_id
-        except ServerUnavailable as exc:
-            raise StreamMuseError(f"server unreachable: {exc}") from None
+        self.session_id = await self._open_with_retry()
+        if self.session_id is None:
+            self.start_error = "server unreachable when the song started"
+            return  # this song alone fails; the others play on, --resume plays it later
         async for tick in self.clock.ticks(self.client.n_ticks):
             for rec, req in self.client.on_tick(tick, self.clock.now_ms()):
                 task = asyncio.create_task(self._send(rec, req))
@@ -73,17 +74,35 @@ class WallSong:
         # its answer is of no use, so a dead or swamped server is detected in GL ticks,
         # not after a 30 s socket timeout, and the thread is free again.
         deadline_s = self.clock.onset_s(req.request_tick + req.gen_len - 1) - asyncio.get_running_loop().time()
+        sent_on = self.session_id
         try:
-            response = await self._call(self.transport.infer, self.session_id, req, max(deadline_s, MIN_DEADLINE_S))
+            response = await self._call(self.transport.infer, sent_on, req, max(deadline_s, MIN_DEADLINE_S))
         except UnknownSession:
             self.client.on_error(rec, self.clock.now_ms(), unknown_session=True)
-            await self._reopen()
+            if sent_on == self.session_id:  # one new session per lost one, however many 404s come back
+                await self._reopen()
             return
         except (ServerUnavailable, OSError, TimeoutError):
             self.client.on_error(rec, self.clock.now_ms(), unknown_session=False)
             return
         await asyncio.sleep((draw.response_ms + draw.server_jitter_ms) / 1000.0)
         self.client.on_reply(rec, response, self.clock.now_ms(), draw.network_ms)
+
+    async def _open_with_retry(self) -> str | None:
+        """A new session, retried with backoff for up to ``START_RETRY_S``; None if the
+        server stays unreachable."""
+        from streammuse.client.transports import ServerUnavailable
+
+        loop = asyncio.get_running_loop()
+        give_up, wait_s = loop.time() + START_RETRY_S, 0.25
+        while True:
+            try:
+                return (await self._call(self.transport.create_session, self.session_request)).session_id
+            except ServerUnavailable:
+                if loop.time() + wait_s > give_up:
+                    return None
+                await asyncio.sleep(wait_s)
+                wait_s = min(wait_s * 2, 2.0)
 
     async def _reopen(self) -> None:
         from streammuse.client.transports import ServerUnavailable

@@ -121,6 +121,9 @@ def replay_wall(cfg: ReplayConfig, transport, songs: list[Song], writer: RunWrit
                                        session_request(cfg, index), cfg.bpm, pool))
 
         async def finished(ws: WallSong) -> None:
+            if ws.start_error is not None:
+                writer.add_failed_song(ws.client.name, ws.start_error)  # no done-marker: --resume plays it
+                return
             lateness.extend(ws.clock.lateness_ms)
             await asyncio.get_running_loop().run_in_executor(pool, _save, writer, ws.client, melodies[ws.client.name], cfg.bpm)
             if progress is not None:

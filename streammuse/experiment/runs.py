@@ -161,6 +161,13 @@ class RunWriter:
             data.update(fields)
             self.write_manifest(data)
 
+    def add_failed_song(self, name: str, reason: str) -> None:
+        """Record in the manifest that song ``name`` could not be played (and why)."""
+        with self._lock:
+            data = self.read_manifest()
+            data.setdefault("failed_songs", {})[name] = reason
+            self.write_manifest(data)
+
     def done_songs(self) -> set[str]:
         """Names of the songs already finished."""
         return done_songs(self.path)
@@ -177,6 +184,10 @@ class RunWriter:
             self._merge("requests", REQUEST_COLUMNS)
             self._merge("ticks", TICK_COLUMNS)
             mark_done(self.path, name)
+            data = self.read_manifest()
+            if name in data.get("failed_songs", {}):  # a resumed run played it after all
+                del data["failed_songs"][name]
+                self.write_manifest(data)
 
     def _merge(self, table: str, columns: list[str]) -> None:
         files = sorted((self.path / "parts").glob(f"*.{table}.parquet"))
