@@ -208,3 +208,22 @@ def test_sharded_and_bf16_checkpoints_load_as_fp32(tmp_path):
     (tmp_path / "sharded" / shards[0]).unlink()
     with pytest.raises(StreamMuseError, match=f"shard {shards[0]}"):
         StreamingEngine.load(tmp_path / "sharded")
+
+
+def test_training_can_write_a_sharded_checkpoint(tmp_path, corpus_npz):
+    log = train(_settings(corpus_npz, steps=2, max_shard_size="100KB"), tmp_path, show_progress=False)
+    assert (tmp_path / INDEX_FILE).is_file() and len(list(tmp_path.glob("model-*.safetensors"))) >= 2
+    val = validation_windows(train_mod.load_split(corpus_npz, "valid"), 16)
+    engine = StreamingEngine.load(tmp_path)
+    assert evaluate(engine.model, val, 2, torch.device("cpu"))["val_nll"] == pytest.approx(log["best"]["val_nll"], abs=1e-5)
+
+
+def test_train_command_user_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from streammuse.cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "none"), "--resume"])
+    assert result.exit_code == 2 and "error: --resume" in result.output
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path), "--data", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "not a POP909 folder" in result.output

@@ -37,6 +37,7 @@ def train_command(
     patience: Annotated[int, typer.Option(help="Stop after N validations without a new best (0: off).")] = 0,
     time_limit: Annotated[float, typer.Option(help="Stop after this many minutes of training (0: none).")] = 0.0,
     init_from: Annotated[Path | None, typer.Option(help="Checkpoint folder whose weights start the run.")] = None,
+    max_shard_size: Annotated[str, typer.Option(help="Write the model as shards of this size, e.g. 15MB.")] = "",
 ) -> None:
     """Train the model with teacher forcing on POP909's train split, validating on the valid
     split on a fixed schedule; OUT keeps the best model by validation NLL."""
@@ -47,7 +48,8 @@ def train_command(
                              min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, residual_dropout=dropout,
                              attention_dropout=attention_dropout, embedding_dropout=embedding_dropout,
                              label_smoothing=label_smoothing, eval_every=eval_every, patience=patience,
-                             time_limit_s=time_limit * 60, init_from=str(init_from or ""))
+                             time_limit_s=time_limit * 60, init_from=str(init_from or ""),
+                             max_shard_size=max_shard_size)
     log = train(settings, out, resume=resume, device=device)
     final = log.get("final_validation", {})
     steps_done = log["history"][-1]["step"] if log["history"] else 0

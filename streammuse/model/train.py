@@ -63,6 +63,7 @@ class TrainSettings:
     time_limit_s: float = 0.0  # stop (keeping the best) after this much training time (0: none)
     init_from: str = ""  # a checkpoint folder whose weights start the run (warm start)
     model: dict = field(default_factory=dict)  # overrides of the preset's sizes, e.g. hidden_size
+    max_shard_size: str = ""  # e.g. "15MB": write the model as safetensors shards + index (e.g. small)
 
     def model_config(self) -> StreamMuseConfig:
         """The preset with this run's dropout and size overrides."""
@@ -220,12 +221,18 @@ class _Run:
             torch.set_rng_state(saved["torch_rng"])
         self.t0 = time.time() - self.log["elapsed_s"]
 
+    def save_model(self) -> None:
+        """The engine-loadable model files (one safetensors file, or shards with ``max_shard_size``)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        kw = {"max_shard_size": self.settings.max_shard_size} if self.settings.max_shard_size else {}
+        self.model.save_pretrained(self.out, **kw)
+
     def save_state(self) -> None:
         """Write the log and the latest trainer state; the model files too when there is no validation."""
         self.log["elapsed_s"] = time.time() - self.t0
         self.out.mkdir(parents=True, exist_ok=True)
         if not len(self.val):
-            self.model.save_pretrained(self.out)
+            self.save_model()
         (self.out / LOG_FILE).write_text(json.dumps(self.log, indent=1))
         torch.save({"settings": asdict(self.settings), "model": self.model.state_dict(),
                     "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "step": self.step,
@@ -241,8 +248,7 @@ class _Run:
         best = self.log["best"]
         if best is None or entry["val_nll"] < best["val_nll"]:
             self.log["best"] = {"step": self.step, "val_nll": entry["val_nll"]}
-            self.out.mkdir(parents=True, exist_ok=True)
-            self.model.save_pretrained(self.out)
+            self.save_model()
         elif self.settings.patience:
             since = sum(1 for h in self.log["history"] if h["step"] > self.log["best"]["step"])
             if since >= self.settings.patience:
