@@ -87,7 +87,8 @@ def run_one(name: str, args: argparse.Namespace, ms: float, tiny_ms: float) -> d
         row["note"] = "latency only (--no-train)"
         return row
     folder = Path(args.out) / name
-    log = train(settings, folder, resume=(folder / STATE_FILE).is_file(), device="cpu", show_progress=False)
+    log = train(settings, folder, resume=(folder / STATE_FILE).is_file(), device="cpu", show_progress=False,
+                final_validation=False)
     row.update(val_nll=log["best"]["val_nll"], best_step=log["best"]["step"], train_s=round(log["elapsed_s"]),
                curve={h["step"]: round(h["val_nll"], 4) for h in log["history"]})
     return row

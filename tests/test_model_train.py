@@ -227,3 +227,10 @@ def test_train_command_user_errors(tmp_path):
     assert result.exit_code == 2 and "error: --resume" in result.output
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path), "--data", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "not a POP909 folder" in result.output
+
+
+def test_a_search_run_can_skip_the_whole_split_score(tmp_path, corpus_npz):
+    log = train(_settings(corpus_npz, steps=2, val_windows=1), tmp_path, show_progress=False, final_validation=False)
+    assert "final_validation" not in log and log["best"]["step"] == 2
+    full = validation_windows(train_mod.load_split(corpus_npz, "valid"), 16)
+    assert log["history"][-1]["val_tokens"] < int((full != vocab.PAD).sum())

@@ -274,8 +274,10 @@ class _Run:
 
 
 def train(settings: TrainSettings, out: str | Path, resume: bool = False, device: str | None = None,
-          show_progress: bool = True) -> dict:
-    """Train (or continue training) into ``out``; returns the training log."""
+          show_progress: bool = True, final_validation: bool = True) -> dict:
+    """Train (or continue training) into ``out``; returns the training log. With
+    ``final_validation`` off, a run validated on a subset skips scoring the best model on
+    the whole valid split (short search runs on a CPU)."""
     out = Path(out)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     saved = None
@@ -288,7 +290,7 @@ def train(settings: TrainSettings, out: str | Path, resume: bool = False, device
     random.seed(settings.seed)
     run = _Run(settings, out, dev, saved)
     _loop(run, show_progress)
-    if "final_validation" not in run.log:
+    if final_validation and "final_validation" not in run.log:
         run.finish()
         run.save_state()
     return run.log
