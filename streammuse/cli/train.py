@@ -27,16 +27,34 @@ def train_command(
     val_windows: Annotated[int, typer.Option(help="Per-epoch validation windows (0: all).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when present).")] = None,
+    min_lr_ratio: Annotated[float, typer.Option(help="Final learning rate as a fraction of the peak.")] = 0.1,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (linear weights only).")] = 0.05,
+    dropout: Annotated[float, typer.Option(help="Residual dropout (attention and MLP branches).")] = 0.0,
+    attention_dropout: Annotated[float, typer.Option(help="Dropout on attention weights.")] = 0.0,
+    embedding_dropout: Annotated[float, typer.Option(help="Dropout on token embeddings.")] = 0.0,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the training loss.")] = 0.0,
+    eval_every: Annotated[int, typer.Option(help="Validate every N steps (0: every epoch).")] = 0,
+    patience: Annotated[int, typer.Option(help="Stop after N validations without a new best (0: off).")] = 0,
+    time_limit: Annotated[float, typer.Option(help="Stop after this many minutes of training (0: none).")] = 0.0,
+    init_from: Annotated[Path | None, typer.Option(help="Checkpoint folder whose weights start the run.")] = None,
+    max_shard_size: Annotated[str, typer.Option(help="Write the model as shards of this size, e.g. 15MB.")] = "",
 ) -> None:
-    """Train the model with teacher forcing on POP909's train split; validation NLL each epoch."""
+    """Train the model with teacher forcing on POP909's train split, validating on the valid
+    split on a fixed schedule; OUT keeps the best model by validation NLL."""
     from streammuse.model.train import TrainSettings, train
 
     settings = TrainSettings(config=config, data=str(data), steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
-                             warmup=warmup, checkpoint_every=checkpoint_every, val_windows=val_windows, seed=seed)
+                             warmup=warmup, checkpoint_every=checkpoint_every, val_windows=val_windows, seed=seed,
+                             min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, residual_dropout=dropout,
+                             attention_dropout=attention_dropout, embedding_dropout=embedding_dropout,
+                             label_smoothing=label_smoothing, eval_every=eval_every, patience=patience,
+                             time_limit_s=time_limit * 60, init_from=str(init_from or ""),
+                             max_shard_size=max_shard_size)
     log = train(settings, out, resume=resume, device=device)
     final = log.get("final_validation", {})
-    _out.print(f"done: {log['history'][-1]['step']} steps, validation NLL {final.get('val_nll', float('nan')):.4f} "
-               f"nats/token -> {out}")
+    steps_done = log["history"][-1]["step"] if log["history"] else 0
+    _out.print(f"done: {steps_done} steps, best at step {final.get('step', '-')}, validation NLL "
+               f"{final.get('val_nll', float('nan')):.4f} nats/token -> {out}")
 
 
 def generate_command(

@@ -14,6 +14,10 @@ class StreamMuseConfig(PretrainedConfig):
     All three are Llama-style stacks sharing ``hidden_size`` and ``num_attention_heads``.
     ``max_frames`` is the training window W (rows of the interleaved sequence, i.e. W/2
     ticks); at inference the global context slides so it never exceeds W rows.
+
+    Dropout (active in train mode only): ``embedding_dropout`` on the token embeddings,
+    ``attention_dropout`` on the attention weights (Llama's own), ``residual_dropout``
+    on every attention and MLP branch before it is added to the residual stream.
     """
 
     model_type = "streammuse"
@@ -31,6 +35,9 @@ class StreamMuseConfig(PretrainedConfig):
         max_frames: int = 512,
         rope_theta: float = 10000.0,
         initializer_range: float = 0.02,
+        embedding_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        residual_dropout: float = 0.0,
         **kwargs,
     ) -> None:
         self.vocab_size = vocab_size
@@ -44,6 +51,9 @@ class StreamMuseConfig(PretrainedConfig):
         self.max_frames = max_frames
         self.rope_theta = rope_theta
         self.initializer_range = initializer_range
+        self.embedding_dropout = embedding_dropout
+        self.attention_dropout = attention_dropout
+        self.residual_dropout = residual_dropout
         super().__init__(**kwargs)
 
     def stack_config(self, layers: int, max_positions: int) -> LlamaConfig:
@@ -57,6 +67,7 @@ class StreamMuseConfig(PretrainedConfig):
             num_key_value_heads=self.num_attention_heads,
             max_position_embeddings=max_positions,
             initializer_range=self.initializer_range,
+            attention_dropout=self.attention_dropout,
             rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
             pad_token_id=None,
             bos_token_id=None,
@@ -74,8 +85,12 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def preset(name: str) -> StreamMuseConfig:
-    """The named configuration (``tiny`` or ``small``)."""
+def preset(name: str, **overrides) -> StreamMuseConfig:
+    """The named configuration (``tiny`` or ``small``), with ``overrides`` (e.g. dropout,
+    ``hidden_size``) replacing its values."""
     if name not in PRESETS:
         raise StreamMuseError(f"unknown model config {name!r}; choose one of {', '.join(PRESETS)}")
-    return StreamMuseConfig(**PRESETS[name])
+    unknown = sorted(set(overrides) - set(StreamMuseConfig().to_dict()))
+    if unknown:
+        raise StreamMuseError(f"unknown model setting(s): {', '.join(unknown)}")
+    return StreamMuseConfig(**{**PRESETS[name], **overrides})

@@ -18,7 +18,6 @@ from the last W - W/4 rows, so a request costs the same at tick 64 or tick 10 00
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +30,12 @@ from streammuse.contract import MAX_GEN_LEN  # C: no generation is longer
 from streammuse.datasets import vocab
 from streammuse.datasets.frames import empty_frames, interleave
 from streammuse.errors import StreamMuseError
+from streammuse.model.checkpoint import read_weights, weights_digest
 from streammuse.model.config import StreamMuseConfig, preset
 from streammuse.model.modeling import PART_A, PART_M, StreamMuseModel
 from streammuse.model.sampling import Sampling, grammar_mask, note_pitch_index, sample_rows
 
 SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "tiny"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -100,8 +99,7 @@ class StreamingEngine:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise StreamMuseError(f"device {device!r} asked for, but no CUDA GPU is available")
         folder = Path(path) if path is not None else SHIPPED_CHECKPOINT
-        digest = hashlib.sha1((folder / WEIGHTS_FILE).read_bytes()).hexdigest()[:10]
-        return cls(model, device, model_id=f"{folder.name}-{digest}")
+        return cls(model, device, model_id=f"{folder.name}-{weights_digest(folder)}")
 
     @classmethod
     def random(cls, config: str | StreamMuseConfig = "tiny", seed: int = 0, device: str = "cpu") -> "StreamingEngine":
@@ -342,16 +340,14 @@ def generate_offline(engine: StreamingEngine, melody_frames, sampling: Sampling 
 
 
 def load_model(path: str | Path | None = None) -> StreamMuseModel:
-    """Read a checkpoint folder (``config.json`` + ``model.safetensors``) strictly."""
-    from safetensors.torch import load_file
-
+    """Read a checkpoint folder (``config.json`` + ``model.safetensors``, or a sharded
+    ``model.safetensors.index.json`` + shards) strictly, as fp32."""
     folder = Path(path) if path is not None else SHIPPED_CHECKPOINT
-    cfg_file, weights = folder / "config.json", folder / WEIGHTS_FILE
+    cfg_file = folder / "config.json"
     if not folder.is_dir():
         raise StreamMuseError(f"checkpoint {folder}: no such folder")
-    for f in (cfg_file, weights):
-        if not f.is_file():
-            raise StreamMuseError(f"checkpoint {folder}: {f.name} is missing")
+    if not cfg_file.is_file():
+        raise StreamMuseError(f"checkpoint {folder}: config.json is missing")
     try:
         cfg_dict = json.loads(cfg_file.read_text())
         if cfg_dict.get("model_type") != StreamMuseConfig.model_type:
@@ -359,10 +355,7 @@ def load_model(path: str | Path | None = None) -> StreamMuseModel:
         cfg = StreamMuseConfig.from_dict(cfg_dict)
     except (ValueError, TypeError) as exc:
         raise StreamMuseError(f"checkpoint {folder}: config.json is not a StreamMUSE config ({exc})") from None
-    try:
-        state = load_file(str(weights))
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise StreamMuseError(f"checkpoint {folder}: {WEIGHTS_FILE} is corrupt ({exc})") from None
+    state = read_weights(folder)
     model = StreamMuseModel(cfg)
     try:
         model.load_state_dict(state, strict=True)

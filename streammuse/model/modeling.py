@@ -43,6 +43,23 @@ class StreamMuseModel(PreTrainedModel):
         self.decoder = LlamaModel(config.stack_config(config.decoder_layers, config.frame_len))
         self.lm_head = nn.Linear(h, config.vocab_size, bias=False)
         self.post_init()
+        self._add_dropout_hooks(config)
+
+    def _add_dropout_hooks(self, config: StreamMuseConfig) -> None:
+        """Embedding and residual dropout as forward hooks (Llama layers have neither), so
+        the parameters, the state dict and the inference paths stay as they are; the hooks
+        drop only in train mode."""
+
+        def hook(p: float):
+            return lambda module, args, out: nn.functional.dropout(out, p, module.training)
+
+        if config.embedding_dropout > 0:
+            self.tok_emb.register_forward_hook(hook(config.embedding_dropout))
+        if config.residual_dropout > 0:
+            for stack in (self.encoder, self.global_predictor, self.decoder):
+                for layer in stack.layers:
+                    layer.self_attn.o_proj.register_forward_hook(hook(config.residual_dropout))
+                    layer.mlp.down_proj.register_forward_hook(hook(config.residual_dropout))
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
