@@ -71,6 +71,11 @@ class SlotCache:
         self._free.extend(range(slots - 1, old - 1, -1))  # pop() hands out the lowest first
         self.generation += 1
 
+    def reserve(self, slots: int) -> None:
+        """Make room for at least ``slots`` slots now (no doubling past what is asked)."""
+        if slots > self.slots:
+            self._grow(slots)
+
     def allocate(self) -> int:
         """A free slot (length 0); the buffers double if none is left."""
         if not self._free:
