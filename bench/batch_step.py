@@ -8,6 +8,9 @@ Two figures per B, for the shipped ``tiny`` checkpoint (or ``--config`` with ran
 * **request batch**: one ``infer_batch`` of B requests at I = 1, GL = 3 (every session
   asks for ticks s .. s+2 each tick, as at 120 BPM with I = 1), median and p95 ms.
 
+Each is also given in CPU time of this process (``time.process_time``, median): on a
+shared, loaded machine that is steadier than the wall clock (run with one torch thread).
+
 The same script runs against any checkout of the engine (it only uses ``new_session``,
 ``infer_batch`` and ``_feed(states, rows)``, which the per-session-cache engine had too),
 so the old loop is measured with ``PYTHONPATH=<old checkout>``.
@@ -51,31 +54,36 @@ def warm_sessions(engine: StreamingEngine, melodies: list[np.ndarray], history: 
     return states
 
 
-def step_ms(engine: StreamingEngine, states: list, melodies: list[np.ndarray], history: int, repeats: int) -> list[float]:
-    """Times (ms) of ``repeats`` one-row global steps over all sessions."""
-    times = []
+def step_ms(engine: StreamingEngine, states: list, melodies: list[np.ndarray], history: int,
+            repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU times (ms) of ``repeats`` one-row global steps over all sessions."""
+    times, cpu = [], []
     with torch.inference_mode():
         for r in range(repeats):
             rows = [m[history + r : history + r + 1] for m in melodies]
             _sync(engine)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             engine._feed(states, rows)
             _sync(engine)
             times.append((time.perf_counter() - t) * 1000)
-    return times
+            cpu.append((time.process_time() - c) * 1000)
+    return times, cpu
 
 
 def request_ms(engine: StreamingEngine, states: list, melodies: list[np.ndarray], first_tick: int,
-               gen_len: int, repeats: int, warmup: int = 2) -> list[float]:
-    """Times (ms) of ``infer_batch`` calls, every session asking at ticks first_tick, +1, ..."""
-    times = []
+               gen_len: int, repeats: int, warmup: int = 2, cpu: list | None = None) -> list[float]:
+    """Times (ms) of ``infer_batch`` calls, every session asking at ticks first_tick, +1, ...
+    (their CPU times are appended to ``cpu`` if given)."""
+    times, cpu = [], cpu if cpu is not None else []
     for r in range(repeats + warmup):
         s = first_tick + r
         _sync(engine)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         engine.infer_batch([(st, s, m[s - 1 : s], gen_len) for st, m in zip(states, melodies)])
         _sync(engine)
         times.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
+    del cpu[:warmup]
     return times[warmup:]
 
 
@@ -83,13 +91,15 @@ def measure(engine: StreamingEngine, b: int, history: int, repeats: int, gen_len
     """Global step and request batch figures for B = ``b`` sessions."""
     melodies = song_melodies(b, history + 2 * repeats + 8)
     states = warm_sessions(engine, melodies, history)
-    steps = step_ms(engine, states, melodies, history, repeats)
+    steps, steps_cpu = step_ms(engine, states, melodies, history, repeats)
     # _feed appended rows the session history does not have: the next request rolls them back.
-    req = request_ms(engine, states, melodies, history + 1, gen_len, repeats)
+    req_cpu: list[float] = []
+    req = request_ms(engine, states, melodies, history + 1, gen_len, repeats, cpu=req_cpu)
     for st in states:
         getattr(engine, "release", lambda _: None)(st)
     return {"B": b, "step_ms": float(np.median(steps)), "request_ms": float(np.median(req)),
-            "request_p95_ms": float(np.percentile(req, 95))}
+            "request_p95_ms": float(np.percentile(req, 95)),
+            "step_cpu_ms": float(np.median(steps_cpu)), "request_cpu_ms": float(np.median(req_cpu))}
 
 
 def main() -> None:
@@ -101,11 +111,13 @@ def main() -> None:
     ap.add_argument("--label", default="")
     args = ap.parse_args()
     engine = StreamingEngine.random(args.config) if args.config else StreamingEngine.load()
-    print(f"{'B':>5} {'step ms':>9} {'GL=3 req ms':>12} {'p95 ms':>8}  ({args.label or engine.model_id}, "
+    print(f"{'B':>5} {'step ms':>9} {'GL=3 req ms':>12} {'p95 ms':>8} {'step cpu':>9} {'req cpu':>9}"
+          f"  ({args.label or engine.model_id}, "
           f"torch threads {torch.get_num_threads()})")
     for b in [int(x) for x in args.batches.split(",")]:
         row = measure(engine, b, args.history, args.repeats)
-        print(f"{b:>5} {row['step_ms']:>9.1f} {row['request_ms']:>12.1f} {row['request_p95_ms']:>8.1f}")
+        print(f"{b:>5} {row['step_ms']:>9.1f} {row['request_ms']:>12.1f} {row['request_p95_ms']:>8.1f}"
+              f" {row['step_cpu_ms']:>9.1f} {row['request_cpu_ms']:>9.1f}")
         print(json.dumps({"label": args.label, **row}), flush=True)
 
 
