@@ -147,3 +147,32 @@ def test_counter_uniforms_depend_only_on_seed_counter_and_column():
     assert 0 < float(u.min()) and float(u.max()) < 1
     assert abs(float(u.mean()) - 0.5) < 0.01  # 12 288 draws: the mean's sd is 0.0026
 
+
+
+def test_the_cuda_graph_body_equals_the_eager_step_on_cpu(engine):
+    # fixed_step is what CUDA captures per batch bucket (full-capacity keys, a length mask,
+    # padding rows writing into a scratch slot); its arithmetic is checked here on the CPU.
+    from streammuse.model.cuda_step import fixed_step
+
+    torch.manual_seed(1)
+    cfg, gp, h = engine.config, engine.model.global_predictor, engine.config.hidden_size
+
+    def fresh() -> SlotCache:
+        c = SlotCache(cfg.global_layers, cfg.num_attention_heads, h // cfg.num_attention_heads, h,
+                      cfg.max_frames + 1, torch.device("cpu"), torch.float32, slots=6)
+        with torch.inference_mode():
+            for slot, n in ((1, 3), (4, 9)):
+                slot_step(gp, c, torch.randn(1, n, h, generator=torch.Generator().manual_seed(slot)),
+                          np.array([slot]), np.array([n]))
+        return c
+
+    eager, graphed = fresh(), fresh()
+    x = torch.randn(2, 1, h)
+    with torch.inference_mode():
+        want = slot_step(gp, eager, x, np.array([1, 4]), np.ones(2, np.int64))
+        padded = torch.cat([x, torch.zeros(2, 1, h)])  # a bucket of 4: two padding rows -> scratch slot 0
+        got = fixed_step(gp, graphed, padded, torch.tensor([1, 4, 0, 0]), torch.tensor([3, 9, 0, 0]))
+    torch.testing.assert_close(got[:2], want, rtol=1e-5, atol=1e-5)
+    for slot, n in ((1, 4), (4, 10)):
+        torch.testing.assert_close(graphed.hidden[slot, :n], eager.hidden[slot, :n], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(graphed.keys[1][slot, :, :n], eager.keys[1][slot, :, :n], rtol=1e-5, atol=1e-5)
