@@ -132,8 +132,9 @@ class StreamingEngine:
         """
         prepared = []
         seen: set[int] = set()
-        for req in requests:
-            state, s, m_new, gl, *rest = req
+        chunks = _check_chunks([req[2] for req in requests])
+        for req, m_new in zip(requests, chunks):
+            state, s, _, gl, *rest = req
             if id(state) in seen:
                 raise StreamMuseError("infer_batch: one session appears twice in the batch")
             seen.add(id(state))
@@ -197,8 +198,9 @@ class StreamingEngine:
         return total, count
 
     # -- internals ---------------------------------------------------------------------
-    def _accept(self, state: SessionState, s: int, m_new, gl: int, melody_start: int | None):
-        """Validate a request and write its melody into the session's history."""
+    def _accept(self, state: SessionState, s: int, m_new: np.ndarray, gl: int, melody_start: int | None):
+        """Validate a request (its frames are checked already) and write its melody into the
+        session's history."""
         if not isinstance(state, SessionState):
             raise StreamMuseError("infer: state must come from new_session()")
         if state.released:
@@ -207,7 +209,6 @@ class StreamingEngine:
             raise StreamMuseError(f"gen_len must be in 1..{MAX_GEN_LEN}, got {gl}")
         if s < 0:
             raise StreamMuseError(f"request_tick must be >= 0, got {s}")
-        m_new = check_frames(m_new if len(m_new) else empty_frames(0), "melody_frames")
         start = s - len(m_new) if melody_start is None else int(melody_start)
         if start < 0 or start + len(m_new) != s:
             raise StreamMuseError(
@@ -345,6 +346,21 @@ class StreamingEngine:
             mel = self._decode(states, PART_M)
             self._feed(states, [mel[r : r + 1] for r in range(len(states))])
         return [np.stack(r) for r in results]
+
+
+def _check_chunks(chunks: list) -> list[np.ndarray]:
+    """Every request's melody chunk through :func:`check_frames`: in one call when all are
+    frame arrays (the usual case: one frame each), else (or when one is bad, to name it)
+    one by one."""
+    chunks = [c if len(c) else empty_frames(0) for c in chunks]
+    arrays = [np.asarray(c) for c in chunks]
+    if all(a.ndim == 2 and a.shape[1:] == (vocab.FRAME_LEN,) for a in arrays):
+        try:
+            flat = check_frames(np.concatenate(arrays), "melody_frames")
+            return np.split(flat, np.cumsum([len(a) for a in arrays])[:-1])
+        except StreamMuseError:
+            pass
+    return [check_frames(c, "melody_frames") for c in chunks]
 
 
 def generate_offline(engine: StreamingEngine, melody_frames, sampling: Sampling | None = None) -> np.ndarray:
