@@ -64,7 +64,8 @@ class _Captured:
                 fixed_step(gp, cache, self.x, self.slots, self.pos)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool):
+        # thread_local: the serving thread may touch CUDA while this one captures.
+        with torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local"):
             self.out = fixed_step(gp, cache, self.x, self.slots, self.pos)
 
 

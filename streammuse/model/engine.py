@@ -300,7 +300,8 @@ class StreamingEngine:
         return sample_rows_counter(logits, samplings, seeds, counters)
 
     def _decode(self, states: list[SessionState], part: int) -> np.ndarray:
-        """Sample one frame per session from its last global state (grammar-masked)."""
+        """Sample one frame per session from its last global state (grammar-masked); the
+        local decoder runs over every frame still open, of every session, at once."""
         n = len(states)
         h = self.slots.last_hidden(np.array([st.slot for st in states]))
         parts = torch.full((n,), part, device=self.device)
@@ -309,13 +310,14 @@ class StreamingEngine:
         done = np.zeros(n, dtype=bool)
         out = np.full((n, vocab.FRAME_LEN), vocab.PAD, dtype=np.int16)
         for j in range(vocab.FRAME_LEN):
-            logits = self.model.decode_logits(h, parts, prefix)[:, -1].float()
-            logits = grammar_mask(logits, last_pitch, j, self._pitch_index)
-            # Draw only for frames still open: a session's random stream must advance the
-            # same whatever its batch partners are still writing.
+            # Only frames still open run the decoder and draw: a session's random stream
+            # must advance the same whatever its batch partners are still writing.
             live = np.flatnonzero(~done)
+            rows = torch.as_tensor(live, device=self.device)
+            logits = self.model.decode_logits(h[rows], parts[rows], prefix[rows])[:, -1].float()
+            logits = grammar_mask(logits, last_pitch[rows], j, self._pitch_index)
             tok = torch.full((n,), vocab.PAD, dtype=torch.long, device=self.device)
-            tok[live] = self._draw(logits[live], [states[i] for i in live])
+            tok[rows] = self._draw(logits, [states[i] for i in live])
             out[:, j] = tok_np = tok.cpu().numpy()
             done |= tok_np == vocab.EOF
             if done.all():
