@@ -176,3 +176,37 @@ def test_the_cuda_graph_body_equals_the_eager_step_on_cpu(engine):
     for slot, n in ((1, 4), (4, 10)):
         torch.testing.assert_close(graphed.hidden[slot, :n], eager.hidden[slot, :n], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(graphed.keys[1][slot, :, :n], eager.keys[1][slot, :, :n], rtol=1e-5, atol=1e-5)
+
+
+def test_rollback_gives_the_tokens_of_a_session_rebuilt_from_scratch():
+    # W = 64 rows: no slide in 20 ticks, so the rebuilt session's context is the same rows.
+    cfg = StreamMuseConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, global_layers=2,
+                           encoder_layers=1, decoder_layers=1, max_frames=64)
+    eng = StreamingEngine.random(cfg, seed=3)
+    m = _frames(np.random.default_rng(8), 20)
+    state = eng.new_session(Sampling(seed=5))
+    for s, gl in ((2, 4), (3, 3), (5, 5), (6, 2), (9, 4), (10, 3), (13, 5), (14, 1), (17, 3)):
+        acc = np.concatenate([state.accompaniment, empty_frames(s)])[:s]
+        ref = eng.new_session(Sampling(seed=5))
+        eng.rebuild(ref, m[:s], acc)
+        ref.generator.set_state(state.generator.get_state())
+        want = eng.infer(ref, s, m[s:s], gl, melody_start=s)
+        got = eng.infer(state, s, m[max(0, s - 3) : s], gl)  # rolls back to the first wrong guess
+        np.testing.assert_array_equal(got, want)
+        assert ref.cache.get_seq_length() == state.cache.get_seq_length()
+
+
+def test_after_rollbacks_and_slides_the_cache_equals_a_recompute(engine):
+    m = _frames(np.random.default_rng(9), 30)
+    state = engine.new_session(Sampling(seed=2))
+    starts = set()
+    for s in range(1, 30, 2):
+        engine.infer(state, s, m[max(0, s - 2) : s], 3 + s % 3)
+        starts.add(state.win_start)
+        rows = torch.as_tensor(state.cache_rows.astype(np.int64))
+        with torch.inference_mode():
+            parts = (state.win_start + torch.arange(len(rows))) % 2
+            vecs = engine.model.encode_frames(rows, parts)
+            full, _ = engine.model.global_step(torch.cat([engine.model.bos_embeds(1)[0], vecs]).unsqueeze(0))
+        torch.testing.assert_close(state.hidden, full[0], rtol=1e-5, atol=1e-5)
+    assert len(starts) > 3  # the window slid several times
