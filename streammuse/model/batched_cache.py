@@ -135,6 +135,52 @@ def _batch_view(cache: SlotCache, slots: np.ndarray) -> tuple[slice | torch.Tens
     return torch.as_tensor(slots, device=cache.device), np.arange(len(slots))
 
 
+class _StepIndex:
+    """Where a step's rows go: the (slot, position) of every real row, the slice or index
+    that reads the batch's slots, and the length mask over what it reads."""
+
+    def __init__(self, cache: SlotCache, slots: np.ndarray, n_new: np.ndarray, p: int, dev: torch.device) -> None:
+        start = cache.lengths[slots]
+        end = start + n_new
+        if int(end.max()) > cache.capacity:
+            raise RuntimeError(f"slot overflow: {int(end.max())} positions > capacity {cache.capacity}")
+        self.q_pos = torch.as_tensor(start[:, None] + np.arange(p)[None, :], device=dev)  # (B, P)
+        self.t_used, self.end = int(end.max()), end
+        self.sel, rows = _batch_view(cache, slots)
+        width = self.sel.stop - self.sel.start if isinstance(self.sel, slice) else len(slots)
+        # The batch's rows in what the selector reads (None: the same rows, in order).
+        self.rows = None if width == len(slots) and np.array_equal(rows, np.arange(width)) else \
+            torch.as_tensor(rows, device=dev)
+        if p == 1:  # the steady state: every row is real
+            self.real = None
+            self.w_slot, self.w_pos = torch.as_tensor(slots, device=dev), self.q_pos[:, 0]
+        else:  # only the real rows are written: (slot, position) pairs, flattened
+            real = np.arange(p)[None, :] < n_new[:, None]
+            self.real = torch.as_tensor(real, device=dev)
+            self.w_slot, self.w_pos = torch.as_tensor(np.repeat(slots, n_new), device=dev), self.q_pos[self.real]
+        # A key is seen when it is at or before the query's position (causal, and never
+        # past the slot's new length); rows read but not in the batch see nothing.
+        qpos = self.q_pos
+        if self.rows is not None:
+            qpos = torch.full((width, p), -1, device=dev, dtype=torch.long)
+            qpos[self.rows] = self.q_pos
+        self.mask = torch.arange(self.t_used, device=dev)[None, None, None, :] <= qpos[:, None, :, None]
+
+    def pick(self, t: torch.Tensor) -> torch.Tensor:
+        """The real rows of a ``(B, P, ...)`` tensor, flattened to ``(N, ...)``."""
+        return t[:, 0] if self.real is None else t[self.real]
+
+    def attend(self, cache: SlotCache, li: int, q: torch.Tensor, scale: float) -> torch.Tensor:
+        """Masked attention of ``q`` ``(B, heads, P, d)`` over the batch's slots of layer ``li``."""
+        if self.rows is not None:
+            q_read = q.new_zeros((self.mask.shape[0],) + q.shape[1:])
+            q_read[self.rows] = q
+            q = q_read
+        keys, values = cache.keys[li][self.sel, :, : self.t_used], cache.values[li][self.sel, :, : self.t_used]
+        ctx = nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=self.mask, scale=scale)
+        return ctx if self.rows is None else ctx[self.rows]
+
+
 def slot_step(gp: nn.Module, cache: SlotCache, x: torch.Tensor, slots: np.ndarray, n_new: np.ndarray) -> torch.Tensor:
     """The global predictor over new rows of many sessions, each continuing its own slot.
 
@@ -148,43 +194,20 @@ def slot_step(gp: nn.Module, cache: SlotCache, x: torch.Tensor, slots: np.ndarra
         outputs of the real rows are written into the slots and their lengths advanced.
     """
     b, p, _ = x.shape
-    start = cache.lengths[slots]
-    end = start + n_new
-    if int(end.max()) > cache.capacity:
-        raise RuntimeError(f"slot overflow: {int(end.max())} positions > capacity {cache.capacity}")
-    dev = x.device
-    q_pos = torch.as_tensor(start[:, None] + np.arange(p)[None, :], device=dev)  # (B, P)
-    t_used = int(end.max())
-    sel, rows = _batch_view(cache, slots)
-    width = sel.stop - sel.start if isinstance(sel, slice) else b
-    # Write only the real rows: (slot, position) pairs, flattened.
-    real = np.arange(p)[None, :] < n_new[:, None]
-    w_slot = torch.as_tensor(np.repeat(slots, n_new), device=dev)
-    w_pos = q_pos[torch.as_tensor(real, device=dev)]
-    real_t = torch.as_tensor(real, device=dev)
-    # Queries laid out over the rows the selector reads; a key is seen when it is at or
-    # before the query's position (causal, and never past the slot's new length).
-    rows_t = torch.as_tensor(rows, device=dev)
-    qpos_full = torch.full((width, p), -1, device=dev, dtype=torch.long)
-    qpos_full[rows_t] = q_pos
-    mask = torch.arange(t_used, device=dev)[None, None, None, :] <= qpos_full[:, None, :, None]
-    cos, sin = gp.rotary_emb(x, position_ids=q_pos)
+    idx = _StepIndex(cache, slots, n_new, p, x.device)
+    cos, sin = gp.rotary_emb(x, position_ids=idx.q_pos)
     for li, layer in enumerate(gp.layers[: gp.config.num_hidden_layers]):
         attn = layer.self_attn
         h = layer.input_layernorm(x)
         q, k, v = (proj(h).view(b, p, -1, attn.head_dim).transpose(1, 2)
                    for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        keys, values = cache.keys[li], cache.values[li]
-        keys[w_slot, :, w_pos] = k.transpose(1, 2)[real_t].to(keys.dtype)
-        values[w_slot, :, w_pos] = v.transpose(1, 2)[real_t].to(values.dtype)
-        q_full = q.new_zeros((width,) + q.shape[1:])
-        q_full[rows_t] = q
-        ctx = nn.functional.scaled_dot_product_attention(
-            q_full, keys[sel, :, :t_used], values[sel, :, :t_used], attn_mask=mask, scale=attn.scaling)[rows_t]
+        cache.keys[li][idx.w_slot, :, idx.w_pos] = idx.pick(k.transpose(1, 2)).to(cache.dtype)
+        cache.values[li][idx.w_slot, :, idx.w_pos] = idx.pick(v.transpose(1, 2)).to(cache.dtype)
+        ctx = idx.attend(cache, li, q, attn.scaling)
         x = x + attn.o_proj(ctx.transpose(1, 2).reshape(b, p, -1))
         x = x + layer.mlp(layer.post_attention_layernorm(x))
     out = gp.norm(x)
-    cache.hidden[w_slot, w_pos] = out[real_t].to(cache.hidden.dtype)
-    cache.lengths[slots] = end
+    cache.hidden[idx.w_slot, idx.w_pos] = idx.pick(out).to(cache.dtype)
+    cache.lengths[slots] = idx.end
     return out
