@@ -15,7 +15,11 @@ The same script runs against any checkout of the engine (it only uses ``new_sess
 ``infer_batch`` and ``_feed(states, rows)``, which the per-session-cache engine had too),
 so the old loop is measured with ``PYTHONPATH=<old checkout>``.
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/batch_step.py --batches 1,4,8,16,32``
+``--ab`` instead times the bare global step in one process, interleaved: the old loop
+(``StreamMuseModel.global_step_rows``: one ``DynamicCache`` and one attention call per
+session) against ``slot_step`` over the slot cache, B caches of ``2 * history`` rows each.
+
+Run: ``PYTHONPATH=. .venv/bin/python bench/batch_step.py --batches 1,4,8,16,32 [--ab]``
 """
 
 from __future__ import annotations
@@ -102,6 +106,37 @@ def measure(engine: StreamingEngine, b: int, history: int, repeats: int, gen_len
             "step_cpu_ms": float(np.median(steps_cpu)), "request_cpu_ms": float(np.median(req_cpu))}
 
 
+def ab_step(engine: StreamingEngine, b: int, history: int, repeats: int) -> dict:
+    """CPU ms (median) of the old per-session loop and of the slot step, interleaved."""
+    from transformers import DynamicCache
+
+    from streammuse.model.batched_cache import slot_step
+
+    model, rows = engine.model, 2 * history
+    x = torch.randn(b, engine.config.hidden_size)
+    caches, slots = [], np.array([engine.slots.allocate() for _ in range(b)])
+    with torch.inference_mode():
+        for slot in slots:
+            past = torch.randn(1, rows, engine.config.hidden_size)
+            caches.append(DynamicCache())
+            model.global_step(past, caches[-1])
+            slot_step(model.global_predictor, engine.slots, past, np.array([slot]), np.array([rows]))
+        old, new = [], []
+        for _ in range(repeats):
+            c = time.process_time()
+            model.global_step_rows(x, caches)
+            old.append((time.process_time() - c) * 1000)
+            for cache in caches:
+                cache.crop(-1)
+            c = time.process_time()
+            slot_step(model.global_predictor, engine.slots, x.unsqueeze(1), slots, np.ones(b, np.int64))
+            new.append((time.process_time() - c) * 1000)
+            engine.slots.lengths[slots] = rows
+    for slot in slots:
+        engine.slots.free(int(slot))
+    return {"B": b, "old_loop_cpu_ms": float(np.median(old)), "slot_step_cpu_ms": float(np.median(new))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", default="1,4,8,16,32")
@@ -109,8 +144,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--config", default=None, help="random weights of this preset (default: the shipped tiny)")
     ap.add_argument("--label", default="")
+    ap.add_argument("--ab", action="store_true", help="old loop vs slot step, bare global step, one process")
     args = ap.parse_args()
     engine = StreamingEngine.random(args.config) if args.config else StreamingEngine.load()
+    if args.ab:
+        print(f"{'B':>5} {'old loop cpu ms':>16} {'slot step cpu ms':>17}  (torch threads {torch.get_num_threads()})")
+        for b in [int(x) for x in args.batches.split(",")]:
+            row = ab_step(engine, b, args.history, args.repeats)
+            print(f"{b:>5} {row['old_loop_cpu_ms']:>16.2f} {row['slot_step_cpu_ms']:>17.2f}", flush=True)
+        return
     print(f"{'B':>5} {'step ms':>9} {'GL=3 req ms':>12} {'p95 ms':>8} {'step cpu':>9} {'req cpu':>9}"
           f"  ({args.label or engine.model_id}, "
           f"torch threads {torch.get_num_threads()})")
