@@ -103,7 +103,8 @@ class StreamingEngine:
         return SessionState(sampling, gen, empty_frames(0), empty_frames(0), slots=self.slots)
 
     def release(self, state: SessionState) -> None:
-        """Give the session's cache slot back; the state cannot be used afterwards."""
+        """Give the session's cache slot back; the state cannot be used afterwards (call it
+        between requests: never while an ``infer_batch`` holding this session runs)."""
         if state._finalizer is not None:
             state._finalizer()  # frees the slot (at the next batch) exactly once
         state.slot, state.live, state.released = None, False, True
