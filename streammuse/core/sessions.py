@@ -124,6 +124,7 @@ class SessionCore:
         self.busy = False
         self.idle_since_s = -float("inf")
         self.batch_sizes: list[int] = []  # sizes of the engine calls made (bench, tests)
+        self._released: list[Session] = []  # gone sessions whose engine state awaits release
         self.submissions = 0  # requests accepted so far (a sim waits on this)
 
     # -- sessions ------------------------------------------------------------------
@@ -139,7 +140,7 @@ class SessionCore:
             self.ids.decode(session_id)
         except ApiError:
             return
-        self.sessions.pop(session_id, None)
+        self._forget(session_id)
         self.closed[session_id] = None
         while len(self.closed) > MAX_TOMBSTONES:
             self.closed.popitem(last=False)
@@ -149,8 +150,22 @@ class SessionCore:
         ttl = self.options.session_ttl_s
         stale = [sid for sid, s in self.sessions.items() if now_s - s.last_access_s > ttl]
         for sid in stale:
-            del self.sessions[sid]
+            self._forget(sid)
         return len(stale)
+
+    def _forget(self, session_id: str) -> None:
+        """Drop a session; its engine state (a KV-cache slot) is released before the next
+        batch starts, never under a running one."""
+        sess = self.sessions.pop(session_id, None)
+        if sess is not None:
+            self._released.append(sess)
+
+    def _release_gone(self) -> None:
+        release = getattr(self.engine, "release", None)
+        gone, self._released = self._released, []
+        for sess in gone:
+            if release is not None and not any(j.session is sess for j in self.pending):
+                release(sess.state)
 
     def _session_for(self, session_id: str, request: InferRequest, now_s: float) -> Session:
         """The session's state here, made fresh when the request needs no history."""
@@ -220,6 +235,7 @@ class SessionCore:
         """Start a batch at ``now_s``: the newest waiting request of up to
         ``max_batch_size`` sessions; each session's older waiting requests are answered
         ``superseded`` (a context they carried passes to the newest)."""
+        self._release_gone()  # no batch runs now: slots can go back
         newest: dict[int, Job] = {}
         carried: dict[int, object] = {}
         for job in self.pending:
@@ -298,7 +314,7 @@ class SessionCore:
                 # The engine state may be half-updated: forget the session, so the
                 # client's next request re-sends its context (404 unknown_session).
                 if self.sessions.get(job.session_id) is job.session:
-                    del self.sessions[job.session_id]
+                    self._forget(job.session_id)
                 job.answer(error=result)
                 continue
             job.answer(InferResponse(status="ok", request_tick=job.request.request_tick,

@@ -7,89 +7,69 @@ engine knows it: the true melody the client sent, the accompaniment the engine g
 
 1. appends the true melody for ticks up to s (a gap in the accompaniment before s
    becomes empty frames; the melody the engine had guessed is replaced by the truth);
-2. rolls the cache back (``Cache.crop``) to the longest prefix of rows that is still
-   what the session now says, and feeds the rest;
+2. rolls the cache back to the longest prefix of rows that is still what the session
+   now says, and feeds the rest;
 3. generates A[s], M[s] (a guess), A[s+1], ..., A[s+GL-1]: 2*GL - 1 frames (the final
    melody guess is never used, so it is not generated) and returns the GL A frames.
 
 The context is bounded: when the cache would pass W = ``max_frames`` rows it is rebuilt
 from the last W - W/4 rows, so a request costs the same at tick 64 or tick 10 000.
+
+Every session's cache is a slot of one :class:`~streammuse.model.batched_cache.SlotCache`,
+so a global-predictor step for B sessions is one batched call (a fixed number of kernels
+whatever B is); the local encoder and decoder run batched over every session's open frame.
+On CUDA the model runs in bf16, the one-row step replays a CUDA graph per batch bucket
+(:mod:`streammuse.model.cuda_step`), and tokens are drawn by a counter-based sampler on the
+device; on CPU none of that is touched (float32, eager, each session's ``torch.Generator``).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import DynamicCache
 
 from streammuse.contract import MAX_GEN_LEN  # C: no generation is longer
 from streammuse.datasets import vocab
 from streammuse.datasets.frames import empty_frames, interleave
 from streammuse.errors import StreamMuseError
-from streammuse.model.checkpoint import read_weights, weights_digest
+from streammuse.model.batched_cache import SlotCache, slot_step
+from streammuse.model.checkpoint import SHIPPED_CHECKPOINT, load_model, weights_digest
 from streammuse.model.config import StreamMuseConfig, preset
 from streammuse.model.modeling import PART_A, PART_M, StreamMuseModel
-from streammuse.model.sampling import Sampling, grammar_mask, note_pitch_index, sample_rows
+from streammuse.model.sampling import Sampling, grammar_mask, note_pitch_index, sample_rows, sample_rows_counter
+from streammuse.model.session import SessionState, check_frames
 
-SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "tiny"
+__all__ = ["MAX_GEN_LEN", "Sampling", "SessionState", "StreamingEngine", "check_frames", "generate_offline",
+           "load_model"]
 
-
-@dataclass
-class SessionState:
-    """One session's history and cache (see the module docstring)."""
-
-    sampling: Sampling
-    generator: torch.Generator
-    melody: np.ndarray
-    accompaniment: np.ndarray
-    cache: DynamicCache | None = None
-    cache_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, vocab.FRAME_LEN), np.int16))
-    win_start: int = 0  # absolute row of the first cached row after BOS (always even)
-    hidden: torch.Tensor | None = None  # global outputs, one per cache position (BOS first)
-    requests: int = 0
-
-
-def check_frames(frames, name: str) -> np.ndarray:
-    """``frames`` as int16 ``(k, FRAME_LEN)`` if every row is a valid frame, else StreamMuseError.
-
-    Valid: note tokens in strictly ascending pitch, then EOF, then PAD.
-    """
-    arr = np.asarray(frames)
-    if arr.ndim != 2 or arr.shape[1] != vocab.FRAME_LEN or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-        raise StreamMuseError(f"{name}: expected integer frames of shape (n, {vocab.FRAME_LEN}), got {arr.dtype} {arr.shape}")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= vocab.VOCAB_SIZE):
-        bad = arr[(arr < 0) | (arr >= vocab.VOCAB_SIZE)][0]
-        raise StreamMuseError(f"{name}: token {bad} outside the vocabulary [0, {vocab.VOCAB_SIZE}) (pitch out of range?)")
-    is_note = arr >= vocab.NOTE_OFFSET
-    n_notes = np.cumprod(is_note, axis=1).sum(axis=1)
-    rows = np.arange(len(arr))
-    ok = arr[rows, np.minimum(n_notes, vocab.FRAME_LEN - 1)] == vocab.EOF
-    ok &= n_notes < vocab.FRAME_LEN
-    after = np.arange(vocab.FRAME_LEN)[None, :] > n_notes[:, None]
-    ok &= ~np.any(after & (arr != vocab.PAD), axis=1)
-    pitch = np.where(is_note, (arr - vocab.NOTE_OFFSET) // vocab.N_DURATIONS, 10**6)
-    ascending = np.diff(pitch, axis=1) > 0
-    ok &= ~np.any(~ascending & (np.arange(vocab.FRAME_LEN - 1)[None, :] < n_notes[:, None] - 1), axis=1)
-    if not ok.all():
-        i = int(np.flatnonzero(~ok)[0])
-        raise StreamMuseError(f"{name}: row {i} {arr[i].tolist()} is not a frame (notes in ascending pitch, EOF, PAD)")
-    return arr.astype(np.int16)
 
 
 class StreamingEngine:
     """Frame-synchronous streaming inference over one :class:`StreamMuseModel`."""
 
-    def __init__(self, model: StreamMuseModel, device: str | torch.device = "cpu", model_id: str = "streammuse") -> None:
+    def __init__(self, model: StreamMuseModel, device: str | torch.device = "cpu", model_id: str = "streammuse",
+                 dtype: torch.dtype | None = None, cuda_graphs: bool = True) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        cuda = self.device.type == "cuda"
+        dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
+        self.model = model.to(self.device, dtype).eval()
         self.config: StreamMuseConfig = model.config
         self.model_id = model_id
         self._pitch_index = note_pitch_index(self.device)
+        cfg = self.config
+        self.slots = SlotCache(cfg.global_layers, cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads,
+                               cfg.hidden_size, cfg.max_frames + 1, self.device, dtype)
+        self.counter_rng = cuda  # device-side draws on CUDA; CPU keeps each session's Generator
+        self._graphs = None
+        if cuda and cuda_graphs:  # never built on CPU
+            from streammuse.model.cuda_step import GraphedStep
+
+            self._graphs = GraphedStep(self.model.global_predictor, self.slots)
+        self._lock = threading.Lock()
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -109,11 +89,23 @@ class StreamingEngine:
         return cls(StreamMuseModel(cfg), device, model_id=f"random-{seed}")
 
     def new_session(self, sampling: Sampling | None = None) -> SessionState:
-        """A fresh session: no melody, no accompaniment, an empty cache."""
+        """A fresh session: no melody, no accompaniment, an empty cache.
+
+        Its cache slot is taken on its first request (inside :meth:`infer_batch`, so that
+        the slot buffers only change in the thread that runs the model) and given back by
+        :meth:`release` or when the state is garbage-collected.
+        """
         sampling = sampling or Sampling()
         gen = torch.Generator(device="cpu")
         gen.manual_seed(int(sampling.seed))
-        return SessionState(sampling, gen, empty_frames(0), empty_frames(0))
+        return SessionState(sampling, gen, empty_frames(0), empty_frames(0), slots=self.slots)
+
+    def release(self, state: SessionState) -> None:
+        """Give the session's cache slot back; the state cannot be used afterwards (call it
+        between requests: never while an ``infer_batch`` holding this session runs)."""
+        if state._finalizer is not None:
+            state._finalizer()  # frees the slot (at the next batch) exactly once
+        state.slot, state.live, state.released = None, False, True
 
     # -- requests ----------------------------------------------------------------------
     def infer(self, state: SessionState, request_tick: int, melody_frames, gen_len: int,
@@ -133,23 +125,23 @@ class StreamingEngine:
         """Serve many sessions' requests at once: each is ``(state, s, melody_frames, GL)``
         or ``(state, s, melody_frames, GL, melody_start)``.
 
-        The local encoder and decoder run batched across sessions, and so does every
-        global predictor step that adds one frame per session (each still attends over its
-        own cache); a session's output is the same whatever else is in the batch.
+        Every global predictor step runs all the sessions that add rows in one batched
+        call over the slot cache; the local encoder and decoder run batched across
+        sessions too. A session's output is the same whatever else is in the batch.
         """
         prepared = []
         seen: set[int] = set()
-        for req in requests:
-            state, s, m_new, gl, *rest = req
+        chunks = _check_chunks([req[2] for req in requests])
+        for req, m_new in zip(requests, chunks):
+            state, s, _, gl, *rest = req
             if id(state) in seen:
                 raise StreamMuseError("infer_batch: one session appears twice in the batch")
             seen.add(id(state))
             prepared.append(self._accept(state, int(s), m_new, int(gl), rest[0] if rest else None))
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
+            self.slots.collect()
             todo = [(state, self._sync(state, s, gl)) for state, s, gl in prepared]
-            todo = [(state, rows) for state, rows in todo if len(rows)]
-            if todo:  # one batched step in the steady state (one true melody row each)
-                self._feed([st for st, _ in todo], [rows for _, rows in todo])
+            self._feed([st for st, _ in todo], [rows for _, rows in todo])
             return self._generate([(st, s, gl) for st, s, gl in prepared])
 
     def rebuild(self, state: SessionState, melody_frames, accompaniment_frames) -> None:
@@ -163,7 +155,7 @@ class StreamingEngine:
             raise StreamMuseError(f"rebuild: {len(a)} accompaniment frames but only {len(m)} melody frames")
         state.melody = m.copy()
         state.accompaniment = np.concatenate([a, empty_frames(len(m) - len(a))])
-        state.cache, state.hidden, state.win_start = None, None, 0
+        state.live, state.win_start = False, 0
         state.cache_rows = empty_frames(0)
 
     def nll(self, melody_frames, accompaniment_frames) -> tuple[float, int]:
@@ -205,15 +197,17 @@ class StreamingEngine:
         return total, count
 
     # -- internals ---------------------------------------------------------------------
-    def _accept(self, state: SessionState, s: int, m_new, gl: int, melody_start: int | None):
-        """Validate a request and write its melody into the session's history."""
+    def _accept(self, state: SessionState, s: int, m_new: np.ndarray, gl: int, melody_start: int | None):
+        """Validate a request (its frames are checked already) and write its melody into the
+        session's history."""
         if not isinstance(state, SessionState):
             raise StreamMuseError("infer: state must come from new_session()")
+        if state.released:
+            raise StreamMuseError("infer: this session was released")
         if not 1 <= gl <= MAX_GEN_LEN:
             raise StreamMuseError(f"gen_len must be in 1..{MAX_GEN_LEN}, got {gl}")
         if s < 0:
             raise StreamMuseError(f"request_tick must be >= 0, got {s}")
-        m_new = check_frames(m_new if len(m_new) else empty_frames(0), "melody_frames")
         start = s - len(m_new) if melody_start is None else int(melody_start)
         if start < 0 or start + len(m_new) != s:
             raise StreamMuseError(
@@ -228,77 +222,104 @@ class StreamingEngine:
         return state, s, gl
 
     def _reset_cache(self, state: SessionState, win_start: int) -> None:
-        state.cache = DynamicCache()
-        state.win_start = win_start
+        """Empty the session's slot (taking one on its first request); BOS is fed next."""
+        if state.slot is None:
+            state.slot = self.slots.allocate()
+            state._finalizer = weakref.finalize(state, self.slots.free_later, state.slot)
+        self.slots.crop(state.slot, 0)
+        state.live, state.win_start = True, win_start
         state.cache_rows = empty_frames(0)
-        state.hidden, _ = self.model.global_step(self.model.bos_embeds(1), state.cache)
-        state.hidden = state.hidden[0]
 
     def _sync(self, state: SessionState, s: int, gl: int) -> np.ndarray:
         """Roll the cache back to what is still true and slide the window; returns the
         rows < 2s still to feed."""
         w = self.config.max_frames
         end = 2 * s + 2 * gl - 2  # rows in the cache once this request is generated
-        if state.cache is None or end - state.win_start > w or 2 * s < state.win_start:
+        if not state.live or end - state.win_start > w or 2 * s < state.win_start:
             slack = w // 4
             win = max(0, end - (w - slack))
             self._reset_cache(state, win + (win % 2))
-        desired = interleave(state.melody[:s], state.accompaniment[:s])[state.win_start :]
+        first_tick = state.win_start // 2  # win_start is even: row 2t is A[t]
+        desired = interleave(state.melody[first_tick:s], state.accompaniment[first_tick:s])
         n = min(len(desired), len(state.cache_rows))
         same = np.all(desired[:n] == state.cache_rows[:n], axis=1)
         keep = n if same.all() else int(np.argmin(same))
         if keep < len(state.cache_rows):
-            # A negative count removes that many positions (the form every transformers 5.x takes).
-            state.cache.crop(-(len(state.cache_rows) - keep))
-            state.hidden = state.hidden[: 1 + keep]
+            self.slots.crop(state.slot, 1 + keep)
             state.cache_rows = state.cache_rows[:keep]
         return desired[keep:]
 
     def _feed(self, states: list[SessionState], rows: list[np.ndarray]) -> None:
-        """Encode rows (batched over sessions) and run each session's global step."""
-        parts, offsets = [], [0]
+        """Encode rows (batched over sessions) and run the global step for every session
+        that adds rows (an empty slot gets BOS first): one batched call for the sessions
+        adding one row (the steady state), one padded call for the longer stretches."""
+        vecs = self._encode(states, rows)
+        bos = self.model.bos_embeds(1)[0]
+        seqs = [vecs[i] if self.slots.lengths[st.slot] else torch.cat([bos, vecs[i]])
+                for i, st in enumerate(states)]
+        singles = [i for i, q in enumerate(seqs) if len(q) == 1]
+        longer = [i for i, q in enumerate(seqs) if len(q) > 1]
+        if singles:
+            x = torch.cat([seqs[i] for i in singles]).unsqueeze(1)
+            slot_ids = np.array([states[i].slot for i in singles])
+            if self._graphs is not None:
+                self._graphs.step(x, slot_ids)
+            else:
+                slot_step(self.model.global_predictor, self.slots, x, slot_ids, np.ones(len(singles), np.int64))
+        if longer:
+            n_new = np.array([len(seqs[i]) for i in longer])
+            x = torch.nn.utils.rnn.pad_sequence([seqs[i] for i in longer], batch_first=True)
+            slot_step(self.model.global_predictor, self.slots, x, np.array([states[i].slot for i in longer]), n_new)
+        for st, r in zip(states, rows):
+            if len(r):
+                st.cache_rows = np.concatenate([st.cache_rows, r.astype(np.int16)])
+
+    def _encode(self, states: list[SessionState], rows: list[np.ndarray]) -> list[torch.Tensor]:
+        """Local encoder over every session's new rows at once -> per session ``(n, H)``."""
+        parts, sizes = [], []
         for st, r in zip(states, rows):
             first = st.win_start + len(st.cache_rows)
-            parts.append((np.arange(first, first + len(r)) % 2))
-            offsets.append(offsets[-1] + len(r))
+            parts.append(np.arange(first, first + len(r)) % 2)
+            sizes.append(len(r))
+        if not sum(sizes):
+            return [self.model.bos.new_zeros(0, self.config.hidden_size) for _ in rows]
         frames = torch.as_tensor(np.concatenate(rows).astype(np.int64), device=self.device)
         part_t = torch.as_tensor(np.concatenate(parts), device=self.device)
-        vecs = self.model.encode_frames(frames, part_t)
-        hidden: dict[int, torch.Tensor] = {}
-        # Sessions adding one row (the generation loop, the steady state of requests) share
-        # one batched step; longer stretches (a new session, a rebuild) run on their own.
-        singles = [i for i, r in enumerate(rows) if len(r) == 1]
-        if singles:
-            h = self.model.global_step_rows(vecs[[offsets[i] for i in singles]], [states[i].cache for i in singles])
-            hidden.update((i, h[k : k + 1]) for k, i in enumerate(singles))
-        for i, r in enumerate(rows):
-            if i not in hidden:
-                hidden[i] = self.model.global_step(vecs[offsets[i] : offsets[i + 1]].unsqueeze(0), states[i].cache)[0][0]
-        for i, (st, r) in enumerate(zip(states, rows)):
-            st.hidden = torch.cat([st.hidden, hidden[i]])
-            st.cache_rows = np.concatenate([st.cache_rows, r.astype(np.int16)])
+        return list(torch.split(self.model.encode_frames(frames, part_t), sizes))
+
+    def _draw(self, logits: torch.Tensor, states: list[SessionState]) -> torch.Tensor:
+        """One token per row, from each session's own random stream."""
+        samplings = [st.sampling for st in states]
+        if not self.counter_rng:
+            return sample_rows(logits, samplings, [st.generator for st in states]).to(self.device)
+        seeds = torch.tensor([st.sampling.seed for st in states], device=self.device)
+        counters = torch.tensor([st.draws for st in states], device=self.device)
+        for st in states:
+            st.draws += 1
+        return sample_rows_counter(logits, samplings, seeds, counters)
 
     def _decode(self, states: list[SessionState], part: int) -> np.ndarray:
-        """Sample one frame per session from its last global state (grammar-masked)."""
+        """Sample one frame per session from its last global state (grammar-masked); the
+        local decoder runs over every frame still open, of every session, at once."""
         n = len(states)
-        h = torch.stack([st.hidden[-1] for st in states])
+        h = self.slots.last_hidden(np.array([st.slot for st in states]))
         parts = torch.full((n,), part, device=self.device)
         prefix = torch.zeros((n, 0), dtype=torch.long, device=self.device)
         last_pitch = torch.full((n,), -1, device=self.device)
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        done = np.zeros(n, dtype=bool)
         out = np.full((n, vocab.FRAME_LEN), vocab.PAD, dtype=np.int16)
         for j in range(vocab.FRAME_LEN):
-            logits = self.model.decode_logits(h, parts, prefix)[:, -1].float()
-            logits = grammar_mask(logits, last_pitch, j, self._pitch_index)
-            # Draw only for frames still open: a session's generator must advance the same
-            # whatever its batch partners are still writing.
-            live = [i for i in range(n) if not done[i]]
+            # Only frames still open run the decoder and draw: a session's random stream
+            # must advance the same whatever its batch partners are still writing.
+            live = np.flatnonzero(~done)
+            rows = torch.as_tensor(live, device=self.device)
+            logits = self.model.decode_logits(h[rows], parts[rows], prefix[rows])[:, -1].float()
+            logits = grammar_mask(logits, last_pitch[rows], j, self._pitch_index)
             tok = torch.full((n,), vocab.PAD, dtype=torch.long, device=self.device)
-            tok[live] = sample_rows(logits[live], [states[i].sampling for i in live],
-                                    [states[i].generator for i in live]).to(self.device)
-            out[:, j] = tok.cpu().numpy()
-            done |= tok == vocab.EOF
-            if bool(done.all()):
+            tok[rows] = self._draw(logits, [states[i] for i in live])
+            out[:, j] = tok_np = tok.cpu().numpy()
+            done |= tok_np == vocab.EOF
+            if done.all():
                 break
             last_pitch = torch.where(tok >= vocab.NOTE_OFFSET, self._pitch_index[tok], last_pitch)
             prefix = torch.cat([prefix, tok.unsqueeze(1)], dim=1)
@@ -328,6 +349,21 @@ class StreamingEngine:
         return [np.stack(r) for r in results]
 
 
+def _check_chunks(chunks: list) -> list[np.ndarray]:
+    """Every request's melody chunk through :func:`check_frames`: in one call when all are
+    frame arrays (the usual case: one frame each), else (or when one is bad, to name it)
+    one by one."""
+    chunks = [c if len(c) else empty_frames(0) for c in chunks]
+    arrays = [np.asarray(c) for c in chunks]
+    if all(a.ndim == 2 and a.shape[1:] == (vocab.FRAME_LEN,) for a in arrays):
+        try:
+            flat = check_frames(np.concatenate(arrays), "melody_frames")
+            return np.split(flat, np.cumsum([len(a) for a in arrays])[:-1])
+        except StreamMuseError:
+            pass
+    return [check_frames(c, "melody_frames") for c in chunks]
+
+
 def generate_offline(engine: StreamingEngine, melody_frames, sampling: Sampling | None = None) -> np.ndarray:
     """The paper's offline baseline: tick by tick (I = 1, GL = 1) with the full true
     melody history and no latency. Returns ``(T, FRAME_LEN)`` accompaniment frames."""
@@ -336,30 +372,5 @@ def generate_offline(engine: StreamingEngine, melody_frames, sampling: Sampling 
     out = np.empty_like(m)
     for t in range(len(m)):
         out[t] = engine.infer(state, t, m[t - 1 : t] if t else m[:0], 1)[0]
+    engine.release(state)
     return out
-
-
-def load_model(path: str | Path | None = None) -> StreamMuseModel:
-    """Read a checkpoint folder (``config.json`` + ``model.safetensors``, or a sharded
-    ``model.safetensors.index.json`` + shards) strictly, as fp32."""
-    folder = Path(path) if path is not None else SHIPPED_CHECKPOINT
-    cfg_file = folder / "config.json"
-    if not folder.is_dir():
-        raise StreamMuseError(f"checkpoint {folder}: no such folder")
-    if not cfg_file.is_file():
-        raise StreamMuseError(f"checkpoint {folder}: config.json is missing")
-    try:
-        cfg_dict = json.loads(cfg_file.read_text())
-        if cfg_dict.get("model_type") != StreamMuseConfig.model_type:
-            raise ValueError(f"model_type is {cfg_dict.get('model_type')!r}, not 'streammuse'")
-        cfg = StreamMuseConfig.from_dict(cfg_dict)
-    except (ValueError, TypeError) as exc:
-        raise StreamMuseError(f"checkpoint {folder}: config.json is not a StreamMUSE config ({exc})") from None
-    state = read_weights(folder)
-    model = StreamMuseModel(cfg)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1:2] or [str(exc)[:200]]
-        raise StreamMuseError(f"checkpoint {folder}: config.json does not match the weights ({first[0].strip()})") from None
-    return model.float().eval()

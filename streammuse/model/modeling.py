@@ -86,7 +86,9 @@ class StreamMuseModel(PreTrainedModel):
         The same layers as :meth:`global_step`, called module by module so that the
         projections and MLPs run once for the whole batch; only the cache update and the
         attention (one query over that session's keys: no mask needed) run per session.
-        This is what lets one replica serve many streams (serving batches sessions).
+        The engine now runs :func:`streammuse.model.batched_cache.slot_step` (all sessions'
+        caches in one slot buffer, one attention call); this per-session form stays as the
+        reference the tests compare with.
         """
         gp = self.global_predictor
         b = len(caches)

@@ -87,3 +87,50 @@ def sample_rows(logits: torch.Tensor, samplings: list[Sampling], generators: lis
     # Drawn on the CPU with each session's CPU generator: the same draws on any device.
     probs = probs.cpu()
     return torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g)[:, 0] for i, g in enumerate(generators)])
+
+
+def _as_int64(c: int) -> int:
+    """An unsigned 64-bit constant as the signed int64 torch stores."""
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+_GOLDEN, _M1, _M2 = (_as_int64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's ``>>`` is arithmetic)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _splitmix64(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finaliser on int64 (wrapping arithmetic, as on every torch backend)."""
+    z = z + _GOLDEN
+    z = (z ^ _shr(z, 30)) * _M1
+    z = (z ^ _shr(z, 27)) * _M2
+    return z ^ _shr(z, 31)
+
+
+def counter_uniforms(seeds: torch.Tensor, counters: torch.Tensor, width: int) -> torch.Tensor:
+    """``(N, width)`` float64 uniforms in (0, 1), a pure function of (seed, counter, column):
+    a counter-based generator, so a row's numbers never depend on the other rows."""
+    cols = torch.arange(width, device=seeds.device, dtype=torch.int64)
+    key = _splitmix64(_splitmix64(seeds.long() + counters.long() * _GOLDEN)[:, None] + cols[None, :])
+    return (_shr(key, 11).double() + 0.5) * 2.0**-53
+
+
+def sample_rows_counter(logits: torch.Tensor, samplings: list[Sampling], seeds: torch.Tensor,
+                        counters: torch.Tensor) -> torch.Tensor:
+    """Like :func:`sample_rows`, with draws from :func:`counter_uniforms` on the logits'
+    device: no per-session call, no copy to the host (the engine's choice on CUDA).
+
+    Row i draws ``argmax(p_i / q_i)`` with ``q_i ~ Exp(1)``: the exponential trick
+    ``torch.multinomial`` uses for one sample, so it samples p_i exactly.
+    """
+    probs = torch.empty_like(logits, dtype=torch.float64)
+    groups: dict[tuple, list[int]] = {}
+    for i, s in enumerate(samplings):
+        groups.setdefault((s.temperature, s.top_k, s.top_p), []).append(i)
+    for rows in groups.values():
+        probs[rows] = filter_logits(logits[rows].float(), samplings[rows[0]]).softmax(-1).double()
+    q = -torch.log(counter_uniforms(seeds, counters, logits.shape[-1]))
+    return torch.argmax(probs / q, dim=-1)

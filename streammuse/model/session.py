@@ -1,0 +1,83 @@
+"""A streaming session as the engine holds it, and the check every frame sent to it passes.
+
+The session's global-predictor context lives in a slot of the replica's
+:class:`~streammuse.model.batched_cache.SlotCache`; the session only knows which slot.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from streammuse.datasets import vocab
+from streammuse.errors import StreamMuseError
+from streammuse.model.batched_cache import SlotCache, SlotView
+from streammuse.model.sampling import Sampling
+
+
+@dataclass(eq=False)
+class SessionState:
+    """One session's history and where its cache is (see the engine's module docstring).
+
+    ``slot`` is taken on the session's first request and given back by
+    ``StreamingEngine.release`` or when the state is garbage-collected.
+    """
+
+    sampling: Sampling
+    generator: torch.Generator
+    melody: np.ndarray
+    accompaniment: np.ndarray
+    slots: SlotCache | None = None
+    slot: int | None = None
+    live: bool = False  # the slot holds [BOS, cache_rows]; False: rebuilt on the next request
+    cache_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, vocab.FRAME_LEN), np.int16))
+    win_start: int = 0  # absolute row of the first cached row after BOS (always even)
+    requests: int = 0
+    draws: int = 0  # tokens drawn so far: the counter of the counter-based sampler
+    released: bool = False
+    _finalizer: weakref.finalize | None = field(default=None, repr=False)
+
+    @property
+    def cache(self) -> SlotView | None:
+        """The session's cache as a view of its slot (None before its first request)."""
+        return SlotView(self.slots, self.slot) if self.live else None
+
+    @property
+    def hidden(self) -> torch.Tensor | None:
+        """Global outputs at every cached position, BOS first, ``(1 + rows, H)``."""
+        if not self.live:
+            return None
+        return self.slots.hidden[self.slot, : int(self.slots.lengths[self.slot])]
+
+
+def check_frames(frames, name: str) -> np.ndarray:
+    """``frames`` as int16 ``(k, FRAME_LEN)`` if every row is a valid frame, else StreamMuseError.
+
+    Valid: note tokens in strictly ascending pitch, then EOF, then PAD.
+    """
+    arr = np.asarray(frames)
+    if arr.ndim != 2 or arr.shape[1] != vocab.FRAME_LEN or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise StreamMuseError(f"{name}: expected integer frames of shape (n, {vocab.FRAME_LEN}), got {arr.dtype} {arr.shape}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= vocab.VOCAB_SIZE):
+        bad = arr[(arr < 0) | (arr >= vocab.VOCAB_SIZE)][0]
+        raise StreamMuseError(f"{name}: token {bad} outside the vocabulary [0, {vocab.VOCAB_SIZE}) (pitch out of range?)")
+    is_note = arr >= vocab.NOTE_OFFSET
+    n_notes = np.cumprod(is_note, axis=1).sum(axis=1)
+    rows = np.arange(len(arr))
+    ok = arr[rows, np.minimum(n_notes, vocab.FRAME_LEN - 1)] == vocab.EOF
+    ok &= n_notes < vocab.FRAME_LEN
+    after = np.arange(vocab.FRAME_LEN)[None, :] > n_notes[:, None]
+    ok &= ~np.any(after & (arr != vocab.PAD), axis=1)
+    pitch = np.where(is_note, (arr - vocab.NOTE_OFFSET) // vocab.N_DURATIONS, 10**6)
+    ascending = np.diff(pitch, axis=1) > 0
+    ok &= ~np.any(~ascending & (np.arange(vocab.FRAME_LEN - 1)[None, :] < n_notes[:, None] - 1), axis=1)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise StreamMuseError(f"{name}: row {i} {arr[i].tolist()} is not a frame (notes in ascending pitch, EOF, PAD)")
+    return arr.astype(np.int16)
+
+
