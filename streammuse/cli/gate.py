@@ -48,6 +48,9 @@ def gate(
     keep: Annotated[Path | None, typer.Option(help="Keep the gate's run folders here (default: a temp folder).")] = None,
 ) -> None:
     """Run the fixed evaluation and fail (exit 1) if any metric regressed past its tolerance."""
+    from streammuse.model.threads import configure_threads
+
+    configure_threads()  # before torch loads: the gate has no real-time need, so only the free cores
     from streammuse.client.runs import git_rev
     from streammuse.model.engine import StreamingEngine
 

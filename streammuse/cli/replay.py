@@ -132,6 +132,9 @@ class _backend:
 
     def __enter__(self):
         if self.cfg.setting == "offline" or self.cfg.clock == "sim":
+            from streammuse.model.threads import configure_threads
+
+            configure_threads()  # before torch loads: no real-time need, so only the free cores
             from streammuse.model.engine import StreamingEngine
 
             if self.random_weights:
