@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +11,8 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from streammuse.client import replay as rp
@@ -55,24 +58,50 @@ def replay(
         rp.with_pair(cfg, i, gl).validate()
     profile_obj = rp.resolve_profile(cfg)
     song_list = rp.load_songs(cfg)
-    console = Console(stderr=True)
+    started: list[Path] = []  # run folders opened so far (for the Ctrl-C message)
+    try:
+        results = _play(cfg, pairs, song_list, profile_obj, model, random_weights, started)
+    except KeyboardInterrupt:
+        typer.echo(interrupted_message(started, len(song_list), sys.argv[1:]), err=True)  # unwrapped: copyable
+        raise typer.Exit(code=130) from None
+    # Wide enough for every column when stdout is not a terminal (make, CI logs).
+    Console(width=max(Console().width, 120)).print(summary_table(results))
+
+
+def _play(cfg, pairs, song_list, profile_obj, model, random_weights, started: list[Path]) -> list:
+    """Every (I, GL) pair in turn under progress bars (ETA from the songs done so far)."""
     results = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=False) as progress:
         total = progress.add_task("run", total=len(pairs) * len(song_list))
         with _backend(cfg, model, random_weights) as (engine, transport):
             for i, gl in pairs:
                 pair_cfg = rp.with_pair(cfg, i, gl)
-                label = "offline" if setting == "offline" else f"{setting} I={i} GL={gl}"
+                label = "offline" if cfg.setting == "offline" else f"{cfg.setting} I={i} GL={gl}"
                 task = progress.add_task(f"  {label}", total=len(song_list))
 
                 def tick(name: str, task=task) -> None:
                     progress.advance(task)
                     progress.advance(total)
 
-                results.append(_run_pair(pair_cfg, engine, transport, song_list, profile_obj, tick, progress, task, total))
-    # Wide enough for every column when stdout is not a terminal (make, CI logs).
-    Console(width=max(Console().width, 120)).print(summary_table(results))
+                results.append(_run_pair(pair_cfg, engine, transport, song_list, profile_obj, tick, progress, task,
+                                         total, started))
+    return results
+
+
+def interrupted_message(started: list[Path], n_songs: int, argv: list[str]) -> str:
+    """What a Ctrl-C kept (finished songs per run folder; songs still playing are dropped)
+    and the command that finishes the run (the same one with ``--resume``)."""
+    lines = ["interrupted."]
+    for path in started:
+        done = len(list((path / "done").iterdir())) if (path / "done").is_dir() else 0
+        lines.append(f"  kept {done} of {n_songs} songs in {path} (songs still playing are not kept)")
+    if not started:
+        lines.append("  nothing was kept: no run folder had been started")
+    args = argv if "--resume" in argv else [*argv, "--resume"]
+    lines.append("finish it with:")
+    lines.append("  " + shlex.join(["streammuse", *args]))
+    return "\n".join(lines)
 
 
 def _auto_pair(setting: str, profile: Path | None, bpm: float, sweep: str | None) -> tuple[int, int]:
@@ -89,9 +118,10 @@ def _auto_pair(setting: str, profile: Path | None, bpm: float, sweep: str | None
     return interval, gen_len
 
 
-def _run_pair(cfg, engine, transport, song_list, profile, tick, progress, task, total):
+def _run_pair(cfg, engine, transport, song_list, profile, tick, progress, task, total, started):
     model_id = str(getattr(engine, "model_id", None) or getattr(transport, "model_id", None) or cfg.server or "embedded")
     writer = rp.open_run(cfg, profile, song_list, model_id)
+    started.append(writer.path)
     already = len(writer.done_songs() & {s.name for s in song_list})
     progress.advance(task, already)
     progress.advance(total, already)
