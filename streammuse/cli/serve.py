@@ -44,12 +44,13 @@ def serve(
     num_cpus: Cpus = 1.0, checkpoint: Ckpt = None, session_ttl: Ttl = 600.0, max_sessions: MaxS = 256,
 ) -> None:
     """Start the StreamMUSE server on a local Ray instance; Ctrl-C stops it."""
-    from streammuse.serving.raylocal import start_local, stop_local
+    from streammuse.serving.raylocal import logs_dir, start_local, stop_local
 
     options = _options(min_replicas, max_replicas, target_ongoing_requests, num_gpus, num_cpus, checkpoint, session_ttl, max_sessions)
     with _console.status("starting Ray and the Serve app ..."):
         url = start_local(vars(options), port=port, host=host)
     _console.print(f"StreamMUSE serving at [bold]{url}[/] (API docs {url}/docs); Ctrl-C stops")
+    _console.print(f"Ray's logs: {logs_dir() or '-'}", markup=False, highlight=False, soft_wrap=True)
     stop = threading.Event()
     # Both set explicitly: a shell starting us in the background ignores SIGINT, and then
     # Python would never raise KeyboardInterrupt.
