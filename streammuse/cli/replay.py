@@ -42,8 +42,11 @@ def replay(
     random_weights: Annotated[bool, typer.Option(help="Random tiny weights instead of a checkpoint (tests, speed).")] = False,
     auto: Annotated[bool, typer.Option(help="Take (I, GL) from the planner for this profile and BPM (equation 3).")] = False,
 ) -> None:
-    """Replay the test set's melodies in real time against the model server and record
-    what a listener would have heard (performance MIDI, request and tick logs)."""
+    """Replay the test set's melodies in real time and record what a listener would hear.
+
+    Plays each melody against the model server (or, with --setting offline, the offline
+    baseline) and writes one run folder per (I, GL): performance MIDI, request and tick
+    logs. Ctrl-C keeps the finished songs and prints the --resume command that finishes."""
     if auto:
         interval, gen_len = _auto_pair(setting, profile, bpm, sweep)
     cfg = rp.ReplayConfig(

@@ -86,9 +86,11 @@ def report(
     fmd_extractor: Extractor = "auto",
     model: Model = None,
 ) -> None:
-    """Print Table III for run folders: one table per setting, one row per (I, GL), Offline
-    last, the best values among comparable rows in bold. A folder holding runs stands for
-    every run below it. Runs not yet evaluated are evaluated."""
+    """Print Table III for run folders (evaluating those not yet evaluated).
+
+    One table per setting, one row per (I, GL), Offline last, the best values among
+    comparable rows in bold, a column naming each run. A folder holding runs stands for
+    every run below it."""
     from streammuse.metrics import report as rp
 
     if format not in FORMATS:
