@@ -116,12 +116,12 @@ def run_names(folders: list[Path]) -> list[str]:
     runs with the same folder name in different places are told apart."""
     if len(folders) < 2:
         return [f.name for f in folders]
-    parents = [str(f.resolve().parent) for f in folders]
+    paths = [os.path.abspath(f) for f in folders]  # as named: a symlinked folder keeps its name
     try:
-        common = os.path.commonpath(parents)
+        common = os.path.commonpath([os.path.dirname(p) for p in paths])
     except ValueError:  # different drives
         return [str(f) for f in folders]
-    return [os.path.relpath(f.resolve(), common) for f in folders]
+    return [os.path.relpath(p, common) for p in paths]
 
 
 def _set_key(manifest: dict | None, row: Row) -> tuple:
@@ -164,13 +164,13 @@ def summaries(runs: list[Path], evaluate=None, notes: list[str] | None = None) -
     """Each run's ``metrics/summary.json``; a run without one, or whose finished songs
     changed since, is evaluated first with ``evaluate(run) -> summary``."""
     out = []
-    for run in runs:
+    for run, name in zip(runs, run_names(runs)):
         summary = read_summary(run)
         if summary is None or sorted(summary.get("songs", [])) != _done(run):
             if evaluate is None:
                 raise StreamMuseError(f"{run}: not evaluated (run: streammuse evaluate {run})")
             if notes is not None:
-                notes.append(f"{run.name}: evaluated now ({'songs changed' if summary else 'no metrics yet'})")
+                notes.append(f"{name}: evaluated now ({'songs changed' if summary else 'no metrics yet'})")
             summary = evaluate(run)
         out.append(summary)
     return out
