@@ -45,12 +45,7 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
     port = port or free_port()
     if not ray.is_initialized():
         _init_quietly(address, num_cpus)
-    try:
-        serve.start(http_options={"host": host, "port": port})
-    except (ray.exceptions.RayError, TimeoutError) as exc:  # e.g. the port is taken, the proxy died
-        stop_local()
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise StreamMuseError(f"Ray Serve could not start its HTTP proxy on {host}:{port}: {first}") from None
+    _start_serve(host, port)
     try:
         serve.run(build_app(options), name=APP_NAME, route_prefix="/", blocking=False)
     except RuntimeError as exc:  # a replica's __init__ failed (no checkpoint, no GPU, ...)
@@ -73,6 +68,25 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
         time.sleep(0.5)
     stop_local()
     raise StreamMuseError(f"the Serve app did not become healthy at {url} within {timeout_s:.0f} s")
+
+
+def _start_serve(host: str, port: int, attempts: int = 3) -> None:
+    """``serve.start``; on a busy machine the first HTTP proxy can miss its readiness checks
+    (3 x 5 s) and be replaced by the controller, which fails the wait on it with "actor
+    died": wait for the replacement then (``serve.start`` again joins the same controller)."""
+    import ray
+    from ray import serve
+
+    for attempt in range(attempts):
+        try:
+            serve.start(http_options={"host": host, "port": port})
+            return
+        except (ray.exceptions.RayError, TimeoutError) as exc:  # e.g. the port is taken, the proxy died
+            if isinstance(exc, ray.exceptions.RayActorError) and attempt + 1 < attempts:
+                continue
+            stop_local()
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StreamMuseError(f"Ray Serve could not start its HTTP proxy on {host}:{port}: {first}") from None
 
 
 def _init_quietly(address: str | None, num_cpus: int | None) -> None:
