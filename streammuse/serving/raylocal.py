@@ -3,10 +3,10 @@
 Quietly: Ray's own messages stay in its log folder (:func:`logs_dir`, Ray's session folder
 ``<temp>/ray/session_*/logs``), not on the terminal. Token authentication stays on (Ray's
 default for a new local instance) without Ray's warning that it is; Ray's and Serve's INFO
-lines are not printed; a Ray instance started here is stopped by ``ray.shutdown()`` alone (stopping Serve
-first kills its controller during its own graceful shutdown, which the raylet reports as
-a failed task); and SIGTERM stops it through Python instead of Ray's C++ crash handler,
-which would print a stack dump.
+lines are not printed; a Ray instance started here is stopped by ``ray.shutdown()`` alone
+(``serve.shutdown()`` first kills the Serve controller during its own graceful shutdown,
+which the raylet reports as a failed task); and SIGTERM stops it through Python instead of
+Ray's C++ crash handler, which would print a stack dump.
 """
 
 from __future__ import annotations
