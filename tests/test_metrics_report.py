@@ -47,17 +47,18 @@ def test_evaluate_writes_metrics_and_report_prints_the_table(runs):
         assert text in out, text
 
 
-def test_markdown_bolds_the_two_best_non_offline_values(runs):
+def test_markdown_bolds_the_two_best_of_three_streaming_rows(runs):
     code, out = invoke("report", "--no-nll", "--format", "markdown", *map(str, sorted(runs.iterdir())))
     assert code == 0, out
     local = out.split("**remote**")[0]
     lines = {line.split(" | ")[0].lstrip("| "): line for line in local.splitlines() if line.startswith("| (")
              or line.startswith("| Offline")}
     # ISR_w: (2,5) 1 and (1,3) (32 * 31/32 + 32) / 64 are the best two; (4,9) 0.5 is not
-    assert lines["(2, 5)"].endswith("| **1** |") and lines["(1, 3)"].endswith("| **0.9844** |")
+    assert lines["(2, 5)"].endswith("| **1** | 2026-01-01-local-I2-GL5 |")
+    assert lines["(1, 3)"].endswith("| **0.9844** | 2026-01-01-local-I1-GL3 |")
     assert "**" not in lines["Offline"]
     assert lines["(4, 9)"].split(" | ")[1] == "2/2"
-    assert lines["(4, 9)"].endswith("| 0.5 |")
+    assert lines["(4, 9)"].endswith("| 0.5 | 2026-01-01-local-I4-GL9 |")
     # Staleness: (2, 5) and (4, 9) at 0 are best (lower is better); (1, 3) at 0.5 is not
     assert "| **0.5** |" not in lines["(1, 3)"] and "| 0.5 |" in lines["(1, 3)"]
 
@@ -110,3 +111,58 @@ def test_best_two_keeps_ties():
     best = rp.best_two(rows)
     assert best["cr"] == {0, 2}  # two rows tie for first; 0.8 is third
     assert best["ur"] == {1, 2, 3}  # 0.1 first, 0.2 second twice; offline never counts
+
+
+def test_report_finds_nested_runs_and_names_each(tmp_path, monkeypatch):
+    """`report runs/*` after `make` (runs/main-*/ holds runs) and bare `report` both find
+    every run at any depth; the run column tells the two (2, 5) rows apart."""
+    testset = make_testset(tmp_path / "testset")
+    for main in ("main-a", "main-b"):
+        make_run(tmp_path / "runs" / main, testset, interval=2, gen_len=5)
+    make_run(tmp_path / "runs" / "main-a", testset, setting="offline", interval=1, gen_len=1)
+    make_run(tmp_path / "runs" / "t3" / "deeper", testset, interval=1, gen_len=3)
+    monkeypatch.chdir(tmp_path)
+    paths = [str(p.relative_to(tmp_path)) for p in sorted((tmp_path / "runs").iterdir())]
+    assert paths == ["runs/main-a", "runs/main-b", "runs/t3"]
+    for args in (paths, []):
+        code, out = invoke("report", "--no-nll", "--no-fmd", "--format", "csv", *args)
+        assert code == 0, out
+        rows = list(csv.DictReader(io.StringIO(out.split("\nnote:")[0])))
+        names = {r["run_name"] for r in rows}
+        assert names == {"main-a/2026-01-01-local-I2-GL5", "main-b/2026-01-01-local-I2-GL5",
+                         "main-a/2026-01-01-offline-I1-GL1", "t3/deeper/2026-01-01-local-I1-GL3"}, names
+    code, out = invoke("report", "--no-nll", "--no-fmd", "--format", "markdown", "runs/main-b")
+    assert code == 0 and "| 2026-01-01-local-I2-GL5 |" in out, out
+    (tmp_path / "runs" / "empty").mkdir()
+    code, out = invoke("report", "runs/empty")
+    assert code == 2 and "no manifest.json" in out
+
+
+def test_bold_only_among_comparable_rows(runs):
+    # one streaming row (remote) against the Offline row: nothing is bold
+    code, out = invoke("report", "--no-nll", "--no-fmd", "--format", "markdown",
+                       str(runs / "2026-01-01-remote-I2-GL5"), str(runs / "2026-01-01-offline-I1-GL1"))
+    assert code == 0 and "| (2, 5) |" in out and "**" not in out.replace("**remote**", ""), out
+    # two streaming rows: only the better one per column is bold, ties with it too
+    code, out = invoke("report", "--no-nll", "--no-fmd", "--format", "markdown",
+                       str(runs / "2026-01-01-local-I2-GL5"), str(runs / "2026-01-01-local-I4-GL9"),
+                       str(runs / "2026-01-01-offline-I1-GL1"))
+    lines = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in out.splitlines()
+             if line.startswith("| (") or line.startswith("| Offline")}
+    # columns: label, songs, JSD(P), JSD(O), FMD, CR, UR, NLL, ISR, Staleness, ISR_w, run
+    assert lines["(2, 5)"][2] == "**0**" and lines["(4, 9)"][2] == "0.2335"  # JSD(P): lower is better
+    assert lines["(2, 5)"][5] == "**1**" and lines["(4, 9)"][5] == "0.5"  # CR
+    assert lines["(2, 5)"][9] == "0" and lines["(4, 9)"][9] == "0"  # Staleness: tied, so neither
+    assert not any("**" in cell for cell in lines["Offline"])
+
+
+def test_offline_rows_name_their_song_set(tmp_path):
+    testset = make_testset(tmp_path / "testset")
+    make_run(tmp_path / "a", testset, setting="offline", interval=1, gen_len=1)
+    make_run(tmp_path / "b", testset, setting="offline", interval=1, gen_len=1, songs=("song_a",))
+    make_run(tmp_path / "b", testset, interval=2, gen_len=5, songs=("song_a",))
+    code, out = invoke("report", "--no-nll", "--no-fmd", "--format", "markdown", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert code == 0, out
+    assert "| Offline (2 songs, whole) | 2/2 |" in out and "| Offline (1 song, whole) | 1/1 |" in out, out
+    code, out = invoke("report", "--no-nll", "--no-fmd", "--format", "markdown", str(tmp_path / "b"))
+    assert "| Offline | 1/1 |" in out, out  # one song set: the plain label

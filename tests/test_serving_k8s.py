@@ -26,14 +26,22 @@ def _serve_app(manifest: dict) -> dict:
     return yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"][0]
 
 
-def test_committed_manifest_validates_and_is_the_default(rayservice_schema, tmp_path):
-    committed = yaml.safe_load((REPO / "k8s" / "rayservice.yaml").read_text())
+def test_committed_manifest_validates_and_is_the_default(rayservice_schema, tmp_path, monkeypatch):
+    """The dry run writes ./streammuse-k8s/ (not the tracked k8s/), and with default
+    options its file is, byte for byte, the committed example."""
+    example = REPO / "k8s" / "rayservice.yaml"
+    before = (example.read_bytes(), example.stat().st_mtime_ns)
+    committed = yaml.safe_load(example.read_text())
     jsonschema.validate(committed, rayservice_schema)
-    result = CliRunner().invoke(app, ["deploy", "--cluster", "k8s", "--dry-run", "--out-dir", str(tmp_path)])
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["deploy", "--cluster", "k8s", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert yaml.safe_load((tmp_path / "rayservice.yaml").read_text()) == committed
+    assert "placeholder" in result.output
+    assert (tmp_path / "streammuse-k8s" / "rayservice.yaml").read_bytes() == before[0]
+    assert (example.read_bytes(), example.stat().st_mtime_ns) == before  # the source tree is left alone
     workers = committed["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
     container = workers["template"]["spec"]["containers"][0]
+    assert container["image"] == "REGISTRY/streammuse:cuda"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["readinessProbe"]["httpGet"]["port"] == 8000
     serve_app = _serve_app(committed)
@@ -57,8 +65,12 @@ def test_flags_reach_the_manifest(rayservice_schema, tmp_path):
 def test_unknown_or_unreachable_cluster_is_one_line_exit_2(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["deploy", "--cluster", "mars"])
     assert result.exit_code == 2 and "unknown cluster 'mars'" in result.output
-    monkeypatch.setenv("PATH", str(tmp_path))  # no kubectl
     result = CliRunner().invoke(app, ["deploy", "--cluster", "k8s", "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--image is required" in result.output  # no published image
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no kubectl
+    result = CliRunner().invoke(app, ["deploy", "--cluster", "k8s", "--out-dir", str(tmp_path / "out"),
+                                      "--image", "reg.example/sm:1"])
     assert result.exit_code == 2 and "kubectl not found" in result.output
     assert (tmp_path / "out" / "rayservice.yaml").exists()
     result = CliRunner().invoke(app, ["deploy", "--cluster", "k8s", "--dry-run", "--min-replicas", "3", "--max-replicas", "2"])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from streammuse.gate.baseline import DEFAULT_BASELINE, check_same_config, read_baseline, write_baseline
@@ -40,6 +43,37 @@ def gate_table(rows: list[Row]) -> Table:
     return table
 
 
+@contextlib.contextmanager
+def _progress(out: Path, cfg: GateConfig):
+    """Say what the gate runs, then (on a terminal) a bar with an ETA over the songs its
+    configurations have finished, counted from the done markers under ``out`` (the gate
+    itself reports nothing while it runs)."""
+    console = Console(stderr=True, highlight=False)
+    total = len(cfg.configurations) * cfg.songs
+    console.print(f"gate: {len(cfg.configurations)} configurations x {cfg.songs} songs x {cfg.max_bars} bars, "
+                  "each replayed then scored")
+    if not console.is_terminal:
+        yield
+        return
+    before = set(out.glob("*/done/*"))
+    stop = threading.Event()
+    with Progress(TextColumn("  songs replayed"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("gate", total=total)
+
+        def poll() -> None:
+            while not stop.wait(0.5):
+                bar.update(task, completed=min(total, len(set(out.glob("*/done/*")) - before)))
+
+        watcher = threading.Thread(target=poll, daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
+
+
 def gate(
     baseline: Annotated[Path, typer.Option(help="The committed baseline JSON.")] = DEFAULT_BASELINE,
     update_baseline: Annotated[bool, typer.Option(help="Rewrite the baseline with this run's figures (deliberately).")] = False,
@@ -48,6 +82,9 @@ def gate(
     keep: Annotated[Path | None, typer.Option(help="Keep the gate's run folders here (default: a temp folder).")] = None,
 ) -> None:
     """Run the fixed evaluation and fail (exit 1) if any metric regressed past its tolerance."""
+    from streammuse.model.threads import configure_threads
+
+    configure_threads()  # before torch loads: the gate has no real-time need, so only the free cores
     from streammuse.experiment.runs import git_rev
     from streammuse.model.engine import StreamingEngine
 
@@ -60,7 +97,8 @@ def gate(
     engine = StreamingEngine.load(path=model)
     with tempfile.TemporaryDirectory(prefix="streammuse-gate-") as tmp:
         out = keep or Path(tmp)
-        metrics = run_gate(cfg, engine, out)
+        with _progress(out, cfg):
+            metrics = run_gate(cfg, engine, out)
     elapsed = time.monotonic() - start
     if update_baseline:
         write_baseline(baseline, cfg.to_dict(), metrics, git_rev())

@@ -64,6 +64,8 @@ COMMAND_MODULES: list[str] = [
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
+importlib.import_module("streammuse.cli.helpfmt").polish_help()
+
 
 def run() -> None:
     """Console-script entry point."""

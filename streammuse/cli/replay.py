@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -9,12 +11,13 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from streammuse.experiment import config as xc
 from streammuse.experiment import replay as rp
-from streammuse.experiment import servers
+from streammuse.experiment import servers as xs
 
 
 def replay(
@@ -25,8 +28,8 @@ def replay(
     gen_len: Annotated[int, typer.Option("--gen-len", "-g", help="GL: ticks asked for per request.")] = 5,
     server: Annotated[str | None, typer.Option(help="Server URL; default: start an embedded server and stop it after.")] = None,
     profile: Annotated[Path | None, typer.Option(help="Latency profile JSON; default: the shipped one for --setting.")] = None,
-    clock: Annotated[str, typer.Option(help="wall (real time, real server) or sim (virtual clock, the server's session core in process).")] = "wall",
-    concurrency: Annotated[int, typer.Option(help="Songs playing at once, sharing one server (wall) or one virtual replica (sim).")] = 4,
+    clock: Annotated[str, typer.Option(help="wall (real time, real server) or sim (virtual clock, engine in process).")] = "wall",
+    concurrency: Annotated[int, typer.Option(help="Songs playing at once (wall clock).")] = 4,
     songs: Annotated[int | None, typer.Option(help="Play the first N songs; 0 = all.")] = 8,
     max_bars: Annotated[int | None, typer.Option(help="Crop each song to B bars; 0 = whole songs.")] = 16,
     seed: Annotated[int, typer.Option(help="Seeds sampling and injected latency.")] = 0,
@@ -45,8 +48,11 @@ def replay(
     ray: Annotated[bool, typer.Option("--ray", help="Run the sweep's configurations as Ray tasks (sim clock, offline).")] = False,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster for --ray (e.g. ray://head:10001); default: a local Ray instance.")] = None,
 ) -> None:
-    """Replay the test set's melodies in real time against the model server and record
-    what a listener would have heard (performance MIDI, request and tick logs)."""
+    """Replay the test set's melodies in real time and record what a listener would hear.
+
+    Plays each melody against the model server (or, with --setting offline, the offline
+    baseline) and writes one run folder per (I, GL): performance MIDI, request and tick
+    logs. Ctrl-C keeps the finished songs and prints the --resume command that finishes."""
     if auto:
         interval, gen_len = _auto_pair(setting, profile, bpm, sweep)
     cfg = xc.ReplayConfig(
@@ -62,40 +68,89 @@ def replay(
         cfg.with_pair(i, gl).validate()
     profile_obj = rp.resolve_profile(cfg)
     song_list = rp.load_songs(cfg)
-    console = Console(stderr=True)
-    if ray or ray_address:
-        results = _sweep_on_ray([cfg.with_pair(i, gl) for i, gl in pairs], len(song_list), model, random_weights,
-                                ray_address, console)
-        Console(width=max(Console().width, 120)).print(summary_table(results))
-        return
+    started: list[Path] = []  # run folders opened so far (for the Ctrl-C message)
+    try:
+        if ray or ray_address:
+            results = _sweep_on_ray([cfg.with_pair(i, gl) for i, gl in pairs], len(song_list), model, random_weights,
+                                    ray_address)
+        else:
+            results = _play(cfg, pairs, song_list, profile_obj, model, random_weights, started)
+    except KeyboardInterrupt:
+        typer.echo(interrupted_message(started, len(song_list), sys.argv[1:]), err=True)  # unwrapped: copyable
+        raise typer.Exit(code=130) from None
+    # Wide enough for every column when stdout is not a terminal (make, CI logs).
+    Console(width=max(Console().width, 120)).print(summary_table(results))
+    _warn_if_not_real_time(results, Console(stderr=True))
+
+
+def _play(cfg, pairs, song_list, profile_obj, model, random_weights, started: list[Path]) -> list:
+    """Every (I, GL) pair in turn under progress bars (ETA from the songs done so far)."""
     results = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=False) as progress:
         total = progress.add_task("run", total=len(pairs) * len(song_list))
         with _backend(cfg, model, random_weights) as (engine, transport):
             for i, gl in pairs:
                 pair_cfg = cfg.with_pair(i, gl)
-                label = "offline" if setting == "offline" else f"{setting} I={i} GL={gl}"
+                label = "offline" if cfg.setting == "offline" else f"{cfg.setting} I={i} GL={gl}"
                 task = progress.add_task(f"  {label}", total=len(song_list))
 
                 def tick(name: str, task=task) -> None:
                     progress.advance(task)
                     progress.advance(total)
 
-                results.append(_run_pair(pair_cfg, engine, transport, song_list, profile_obj, tick, progress, task, total))
-    # Wide enough for every column when stdout is not a terminal (make, CI logs).
-    Console(width=max(Console().width, 120)).print(summary_table(results))
-    _warn_if_not_real_time(results, console)
+                results.append(_run_pair(pair_cfg, engine, transport, song_list, profile_obj, tick, progress, task,
+                                         total, started))
+    return results
 
 
-def _sweep_on_ray(configs, n_songs: int, model, random_weights: bool, ray_address, console: Console) -> list:
+def interrupted_message(started: list[Path], n_songs: int, argv: list[str]) -> str:
+    """What a Ctrl-C kept (finished songs per run folder; songs still playing are dropped)
+    and the command that finishes the run (the same one with ``--resume``)."""
+    lines = ["interrupted."]
+    for path in started:
+        done = len(list((path / "done").iterdir())) if (path / "done").is_dir() else 0
+        lines.append(f"  kept {done} of {n_songs} songs in {path} (songs still playing are not kept)")
+    if not started:
+        lines.append("  nothing was kept: no run folder had been started")
+    args = argv if "--resume" in argv else [*argv, "--resume"]
+    lines.append("finish it with:")
+    lines.append("  " + shlex.join(["streammuse", *args]))
+    return "\n".join(lines)
+
+
+def _auto_pair(setting: str, profile: Path | None, bpm: float, sweep: str | None) -> tuple[int, int]:
+    """The planner's recommended (I, GL) for the run's latency profile (``streammuse plan``)."""
+    from streammuse.errors import StreamMuseError
+    from streammuse.planner import recommend
+
+    if sweep:
+        raise StreamMuseError("--auto picks one (I, GL) pair; it cannot be combined with --sweep")
+    if setting == "offline":
+        raise StreamMuseError("--auto plans for a latency profile; the offline baseline has none")
+    interval, gen_len = recommend(str(profile) if profile else setting, bpm)
+    Console(stderr=True).print(f"--auto: the planner recommends I={interval}, GL={gen_len} at {bpm:g} BPM")
+    return interval, gen_len
+
+
+def _run_pair(cfg, engine, transport, song_list, profile, tick, progress, task, total, started):
+    model_id = str(getattr(engine, "model_id", None) or getattr(transport, "model_id", None) or cfg.server or "embedded")
+    writer = rp.open_run(cfg, profile, song_list, model_id)
+    started.append(writer.path)
+    already = len(writer.done_songs() & {s.name for s in song_list})
+    progress.advance(task, already)
+    progress.advance(total, already)
+    path, lateness = rp.run_pair(cfg, song_list, profile, engine=engine, transport=transport, model_id=model_id,
+                                 progress=tick, watch=_SongBars(progress), writer=writer)
+    return cfg, path, lateness
+
+
+def _sweep_on_ray(configs, n_songs: int, model, random_weights: bool, ray_address) -> list:
     """Configurations as Ray tasks: a bar per configuration and one for all, with an ETA."""
-    from rich.progress import TimeRemainingColumn
-
     from streammuse.experiment.sweep import run_sweep_on_ray
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=console) as progress:
+                  TimeRemainingColumn(), console=Console(stderr=True)) as progress:
         total = progress.add_task("sweep on Ray", total=len(configs))
         bars = {id(c): progress.add_task(f"  {c.setting} I={c.interval} GL={c.gen_len}", total=1) for c in configs}
 
@@ -119,31 +174,6 @@ def _warn_if_not_real_time(results, console: Console) -> None:
         if health and not health["kept_real_time"]:
             console.print(f"[yellow]warning: {path.name}: this machine could not keep real time ({health['reason']}); "
                           "its ISR measures the machine as much as the model[/]")
-
-
-def _auto_pair(setting: str, profile: Path | None, bpm: float, sweep: str | None) -> tuple[int, int]:
-    """The planner's recommended (I, GL) for the run's latency profile (``streammuse plan``)."""
-    from streammuse.errors import StreamMuseError
-    from streammuse.planner import recommend
-
-    if sweep:
-        raise StreamMuseError("--auto picks one (I, GL) pair; it cannot be combined with --sweep")
-    if setting == "offline":
-        raise StreamMuseError("--auto plans for a latency profile; the offline baseline has none")
-    interval, gen_len = recommend(str(profile) if profile else setting, bpm)
-    Console(stderr=True).print(f"--auto: the planner recommends I={interval}, GL={gen_len} at {bpm:g} BPM")
-    return interval, gen_len
-
-
-def _run_pair(cfg, engine, transport, song_list, profile, tick, progress, task, total):
-    model_id = str(getattr(engine, "model_id", None) or getattr(transport, "model_id", None) or cfg.server or "embedded")
-    done = rp.open_run(cfg, profile, song_list, model_id).done_songs() if cfg.resume else set()
-    already = len(done & {s.name for s in song_list})
-    progress.advance(task, already)
-    progress.advance(total, already)
-    path, lateness = rp.run_pair(cfg, song_list, profile, engine=engine, transport=transport, model_id=model_id,
-                                 progress=tick, watch=_SongBars(progress))
-    return cfg, path, lateness
 
 
 class _SongBars:
@@ -173,22 +203,25 @@ class _backend:
 
     def __enter__(self):
         if self.cfg.setting == "offline" or self.cfg.clock == "sim":
-            from streammuse.model.engine import StreamingEngine
+            from streammuse.model.threads import configure_threads
 
-            if self.cfg.clock == "sim" and self.cfg.server_time == "measured":
+            if self.cfg.clock == "sim" and self.cfg.server_time == "measured" and self.cfg.setting != "offline":
                 import torch
 
                 from streammuse.serving.embedded import client_threads
 
                 torch.set_num_threads(client_threads())  # time batches as the embedded server runs them
+            else:
+                configure_threads()  # before torch loads: no real-time need, so only the free cores
+            from streammuse.model.engine import StreamingEngine
 
             if self.random_weights:
                 return StreamingEngine.random("tiny", seed=self.cfg.seed), None
             return StreamingEngine.load(path=self.model), None
-        self._cm = servers.open_transport(self.cfg, self.model, self.random_weights)
+        self._cm = xs.open_transport(self.cfg, self.model, self.random_weights)
         transport = self._cm.__enter__()
         try:
-            transport.model_id = servers.check_server(transport, self.cfg) or None
+            transport.model_id = xs.check_server(transport, self.cfg) or None
         except BaseException:
             self._cm.__exit__(None, None, None)
             raise

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from streammuse.errors import StreamMuseError
 
@@ -22,6 +24,9 @@ def _evaluator(no_nll: bool, no_fmd: bool, fmd_extractor: str, model: Path | Non
 
     def engine():
         if "engine" not in cache:
+            from streammuse.model.threads import configure_threads
+
+            configure_threads()  # NLL has no real-time need: only the cores free right now
             from streammuse.model.engine import StreamingEngine
 
             cache["engine"] = StreamingEngine.load(path=model)
@@ -81,20 +86,26 @@ def report(
     fmd_extractor: Extractor = "auto",
     model: Model = None,
 ) -> None:
-    """Print Table III for run folders: one table per setting, one row per (I, GL), Offline
-    last, the two best values per column in bold. Runs not yet evaluated are evaluated."""
+    """Print Table III for run folders (evaluating those not yet evaluated).
+
+    One table per setting, one row per (I, GL), Offline last, the best values among
+    comparable rows in bold, a column naming each run. A folder holding runs stands for
+    every run below it."""
     from streammuse.metrics import report as rp
 
     if format not in FORMATS:
         raise StreamMuseError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     folders = rp.run_folders(list(runs or []))
     notes: list[str] = []
-    summaries = rp.summaries(folders, _evaluator(no_nll, no_fmd, fmd_extractor, model), notes)
+    evaluate_one = _evaluator(no_nll, no_fmd, fmd_extractor, model)
+    with _progress([f for f in folders if f.is_dir() and rp.needs_evaluation(f)], evaluate_one) as evaluate_one:
+        summaries = rp.summaries(folders, evaluate_one, notes)
     rows = [rp.row_from_summary(s) for s in summaries]
+    rp.describe_runs(rows, folders)
     tables = rp.group_rows(rows, rp.paper_rows() if paper else None)
     notes += rp.notes_for(tables)
     if format == "table":
-        rp.render_rich(tables, Console(width=max(Console().width, 150)), notes)
+        rp.render_rich(tables, Console(width=max(Console().width, 200)), notes)
     elif format == "markdown":
         sys.stdout.write(rp.render_markdown(tables, notes))
     elif format == "csv":
@@ -106,6 +117,28 @@ def report(
 
         for path in write_plots(rows, folders, plots, song):
             typer.echo(f"wrote {path}", err=True)
+
+
+@contextlib.contextmanager
+def _progress(pending: list[Path], evaluate_one):
+    """``evaluate_one`` advancing a progress bar (stderr, with an ETA) over the runs that
+    need evaluating; unchanged where there are none or stderr is not a terminal."""
+    console = Console(stderr=True)
+    if not pending or not console.is_terminal:
+        yield evaluate_one
+        return
+    with Progress(TextColumn("evaluating {task.fields[run]}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("evaluate", total=len(pending), run=pending[0].name)
+
+        def evaluate(run: Path) -> dict:
+            bar.update(task, run=run.name)
+            try:
+                return evaluate_one(run)
+            finally:
+                bar.advance(task)
+
+        yield evaluate
 
 
 def register(app: typer.Typer) -> None:

@@ -44,12 +44,13 @@ def serve(
     num_cpus: Cpus = 1.0, checkpoint: Ckpt = None, session_ttl: Ttl = 600.0, max_sessions: MaxS = 256,
 ) -> None:
     """Start the StreamMUSE server on a local Ray instance; Ctrl-C stops it."""
-    from streammuse.serving.raylocal import start_local, stop_local
+    from streammuse.serving.raylocal import logs_dir, start_local, stop_local
 
     options = _options(min_replicas, max_replicas, target_ongoing_requests, num_gpus, num_cpus, checkpoint, session_ttl, max_sessions)
     with _console.status("starting Ray and the Serve app ..."):
         url = start_local(vars(options), port=port, host=host)
     _console.print(f"StreamMUSE serving at [bold]{url}[/] (API docs {url}/docs); Ctrl-C stops")
+    _console.print(f"Ray's logs: {logs_dir() or '-'}", markup=False, highlight=False, soft_wrap=True)
     stop = threading.Event()
     # Both set explicitly: a shell starting us in the background ignores SIGINT, and then
     # Python would never raise KeyboardInterrupt.
@@ -68,8 +69,9 @@ def serve(
 def deploy(
     cluster: Annotated[str, typer.Option(help="'local' (detached Ray on this host) or 'k8s' (KubeRay RayService).")] = "local",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: write the YAML only, apply nothing.")] = False,
-    image: Annotated[str | None, typer.Option(help="k8s: container image (default: the project's CUDA image).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="k8s: where the manifest is written.")] = Path("k8s"),
+    image: Annotated[str | None, typer.Option(
+        help="k8s: container image you built and pushed (docs/deploy.md); required to apply.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="k8s: where rayservice.yaml is written.")] = Path("streammuse-k8s"),
     cpu_only: Annotated[bool, typer.Option("--cpu-only", help="k8s: no GPUs (replicas on CPU workers).")] = False,
     port: Annotated[int, typer.Option(help="local: HTTP port.")] = 8000,
     min_replicas: MinR = 1, max_replicas: MaxR = 4, target_ongoing_requests: Target = 8.0,
@@ -86,8 +88,12 @@ def deploy(
     options = _options(min_replicas, max_replicas, target_ongoing_requests, 0.0 if cpu_only else 1.0, num_cpus, None, session_ttl, max_sessions)
     if checkpoint is not None:
         options.checkpoint = str(checkpoint)  # a path inside the image or a mounted volume
-    path = k8s.write_manifest(k8s.render_rayservice(options, image=image or k8s.DEFAULT_IMAGE), out_dir)
-    _console.print(f"wrote {path}")
+    if not dry_run and not image:
+        raise StreamMuseError("--image is required to apply: no image is published; build and push one "
+                              "(docs/deploy.md), or render with --dry-run to see the manifest")
+    path = k8s.write_manifest(k8s.render_rayservice(options, image=image or k8s.PLACEHOLDER_IMAGE), out_dir)
+    _console.print(f"wrote {path}" + ("" if image else f" (image: the placeholder {k8s.PLACEHOLDER_IMAGE}; pass --image)"),
+                   markup=False, highlight=False)
     if not dry_run:
         _console.print(k8s.apply_manifest(path))
 

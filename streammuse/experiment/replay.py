@@ -155,10 +155,12 @@ def replay_offline(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWrit
 
 
 def run_pair(cfg: ReplayConfig, songs: list[Song], profile: LatencyProfile, engine=None, transport=None,
-             model_id: str = "unknown", progress=None, watch=None, client_factory=None) -> tuple[Path, list[float]]:
-    """One configuration into its run folder: offline (``engine``), sim clock (``engine``)
-    or wall clock (``transport``). Returns the folder and the wall clock's tick lateness."""
-    writer = open_run(cfg, profile, songs, model_id)
+             model_id: str = "unknown", progress=None, watch=None, client_factory=None,
+             writer: RunWriter | None = None) -> tuple[Path, list[float]]:
+    """One configuration into its run folder (``writer``, else the one :func:`open_run`
+    picks): offline (``engine``), sim clock (``engine``) or wall clock (``transport``).
+    Returns the folder and the wall clock's tick lateness."""
+    writer = writer or open_run(cfg, profile, songs, model_id)
     if cfg.setting == "offline":
         replay_offline(cfg, engine, songs, writer, progress)
         return writer.path, []

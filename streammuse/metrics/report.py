@@ -2,9 +2,10 @@
 
 One table per setting (local, local-server, remote, ...), one row per (I, GL) sorted by
 I then GL, the Offline row(s) at the bottom of every table, arrows for the better
-direction in the headers, and the two best values per column in bold among the
-non-offline rows of our own runs (ties share the bold, as in the paper). Every row
-states how many songs it covers; ``--paper`` adds the paper's rows (marked ``paper``).
+direction in the headers, and the best values per column in bold among the comparable
+rows: our own streaming rows of that setting (:func:`best_two`). Every row states how
+many songs it covers and names its run folder; Offline rows name their song set when the
+report mixes several. ``--paper`` adds the paper's rows (marked ``paper``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -45,6 +47,9 @@ class Row:
     problems: list[str] = field(default_factory=list)
     songs: tuple[str, ...] = ()
     model_id: str | None = None
+    name: str = ""  # the run folder, relative to the report's common folder (run_names)
+    song_set: str = ""  # e.g. "16 songs x 16 bars": set where a report mixes song sets
+
 
     @property
     def offline(self) -> bool:
@@ -55,6 +60,8 @@ class Row:
     def label(self) -> str:
         """``(I, GL)`` or ``Offline``, with ``paper`` for the paper's rows."""
         base = "Offline" if self.offline else f"({self.interval}, {self.gen_len})"
+        if self.offline and self.song_set:
+            base += f" ({self.song_set})"
         return f"{base} paper" if self.source == "paper" else base
 
     @property
@@ -65,17 +72,82 @@ class Row:
         return f"{self.n_songs}/{self.n_songs_expected}"
 
 
+def _manifest(folder: Path) -> dict | None:
+    """A run folder's manifest (a JSON object with a ``setting``), else None."""
+    try:
+        data = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "setting" in data else None
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Every run folder at or below ``root`` (a run folder's own subfolders are not searched)."""
+    found = []
+    for here, dirs, _ in os.walk(root):
+        if _manifest(Path(here)) is not None:
+            found.append(Path(here))
+            dirs.clear()
+        dirs.sort()
+    return sorted(found)
+
+
 def run_folders(paths: list[Path]) -> list[Path]:
-    """The run folders named, or every folder with a manifest under ``runs/`` by default."""
-    if paths:
-        return list(paths)
-    root = Path("runs")
-    if not root.is_dir():
-        raise StreamMuseError("no runs/ folder here; name run folders: streammuse report RUN...")
-    found = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())
-    if not found:
-        raise StreamMuseError("runs/ holds no run folder (no */manifest.json)")
-    return found
+    """The run folders named; a named folder that holds runs (``runs/main-*``) stands for
+    every run below it. Default: every run under ``runs/``, at any depth."""
+    if not paths:
+        root = Path("runs")
+        if not root.is_dir():
+            raise StreamMuseError("no runs/ folder here; name run folders: streammuse report RUN...")
+        found = find_runs(root)
+        if not found:
+            raise StreamMuseError("runs/ holds no run folder (no manifest.json below it)")
+        return found
+    out: list[Path] = []
+    for path in paths:
+        nested = find_runs(path) if path.is_dir() and not (path / "manifest.json").is_file() else []
+        # a path that is neither a run nor holds one stays: evaluating it says what is wrong
+        out += [p for p in nested or [path] if p not in out]
+    return out
+
+
+def run_names(folders: list[Path]) -> list[str]:
+    """Each run folder relative to the folder that holds them all (``main-.../<run>``), so
+    runs with the same folder name in different places are told apart."""
+    if len(folders) < 2:
+        return [f.name for f in folders]
+    paths = [os.path.abspath(f) for f in folders]  # as named: a symlinked folder keeps its name
+    try:
+        common = os.path.commonpath([os.path.dirname(p) for p in paths])
+    except ValueError:  # different drives
+        return [str(f) for f in folders]
+    return [os.path.relpath(p, common) for p in paths]
+
+
+def _set_key(manifest: dict | None, row: Row) -> tuple:
+    m = manifest or {}
+    return (Path(str(m.get("testset", ""))).name, tuple(m.get("songs") or row.songs), m.get("max_bars"))
+
+
+def describe_runs(rows: list[Row], folders: list[Path]) -> None:
+    """Name each row's run (``Row.name``) and, where the rows cover different song sets,
+    label each by its set (``Row.song_set``: "8 songs x 16 bars", "... of <testset>")."""
+    keys = [_set_key(_manifest(f), r) for r, f in zip(rows, folders)]
+    for r, name in zip(rows, run_names(folders)):
+        r.name = name
+    if len(set(keys)) < 2:
+        return
+    testsets = {k[0] for k in keys}
+    for r, (testset, songs, bars) in zip(rows, keys):
+        n = f"{len(songs)} song{'s' if len(songs) != 1 else ''}"
+        text = f"{n} x {bars} bars" if bars else f"{n}, whole"
+        r.song_set = text + (f" of {testset}" if len(testsets) > 1 else "")
+    labels = {}
+    for r, k in zip(rows, keys):
+        labels.setdefault(r.song_set, set()).add(k)
+    for r, k in zip(rows, keys):  # same counts, different songs: number the sets
+        if len(labels[r.song_set]) > 1:
+            r.song_set += f", set {sorted(labels[r.song_set]).index(k) + 1}"
 
 
 def _done(run: Path) -> list[str]:
@@ -84,17 +156,23 @@ def _done(run: Path) -> list[str]:
     return sorted(done_songs(run))
 
 
+def needs_evaluation(run: Path) -> bool:
+    """No ``metrics/summary.json`` yet, or its finished songs changed since."""
+    summary = read_summary(run)
+    return summary is None or sorted(summary.get("songs", [])) != _done(run)
+
+
 def summaries(runs: list[Path], evaluate=None, notes: list[str] | None = None) -> list[dict]:
     """Each run's ``metrics/summary.json``; a run without one, or whose finished songs
     changed since, is evaluated first with ``evaluate(run) -> summary``."""
     out = []
-    for run in runs:
+    for run, name in zip(runs, run_names(runs)):
         summary = read_summary(run)
         if summary is None or sorted(summary.get("songs", [])) != _done(run):
             if evaluate is None:
                 raise StreamMuseError(f"{run}: not evaluated (run: streammuse evaluate {run})")
             if notes is not None:
-                notes.append(f"{run.name}: evaluated now ({'songs changed' if summary else 'no metrics yet'})")
+                notes.append(f"{name}: evaluated now ({'songs changed' if summary else 'no metrics yet'})")
             summary = evaluate(run)
         out.append(summary)
     return out
@@ -139,17 +217,22 @@ def _num(v) -> float:
 
 
 def best_two(rows: list[Row]) -> dict[str, set[int]]:
-    """Per column, the indices of the rows ranked first and second among our own
-    non-offline rows; a row tied with the second is bold too."""
+    """Per column, the indices of the rows to bold: among the comparable rows (our own
+    streaming rows; a table holds one setting), the first and second with three or more
+    values, the first with two, none with fewer. A row tied with the last one bolded is
+    bold too; where every candidate would be bold (all tied), none is. The Offline and
+    paper rows are never candidates."""
     best = {}
     for key, _, lower in COLUMNS:
-        cand = [(i, _num(r.metrics.get(key))) for i, r in enumerate(rows) if r.source == "ours" and not r.offline]
-        vals = sorted((v for _, v in cand if not math.isnan(v)), reverse=not lower)
-        if not vals:
+        cand = [(i, v) for i, r in enumerate(rows) if r.source == "ours" and not r.offline
+                and not math.isnan(v := _num(r.metrics.get(key)))]
+        vals = sorted((v for _, v in cand), reverse=not lower)
+        if len(vals) < 2:
             best[key] = set()
             continue
-        second = vals[min(1, len(vals) - 1)]
-        best[key] = {i for i, v in cand if not math.isnan(v) and (v <= second if lower else v >= second)}
+        last = vals[1 if len(vals) >= 3 else 0]
+        bold = {i for i, v in cand if (v <= last if lower else v >= last)}
+        best[key] = bold if len(bold) < len(cand) else set()
     return best
 
 
@@ -172,7 +255,7 @@ def headers(rows: list[Row]) -> tuple[list[str], bool]:
     heads = ["(I, GL)", "songs"]
     for key, name, lower in COLUMNS:
         heads.append(f"{fmd_header if key == 'fmd' else name} {'↓' if lower else '↑'}")
-    return heads, per_cell
+    return heads + ["run"], per_cell
 
 
 def cells(row: Row, per_cell_fmd: bool) -> list[str]:
@@ -183,7 +266,7 @@ def cells(row: Row, per_cell_fmd: bool) -> list[str]:
         if key == "fmd" and text != "-" and (per_cell_fmd or row.source == "paper") and row.fmd_extractor:
             text += f" [{row.fmd_extractor}]"
         out.append(text)
-    return out
+    return out + [row.name or row.run]
 
 
 def notes_for(tables: dict[str, list[Row]]) -> list[str]:
@@ -192,12 +275,13 @@ def notes_for(tables: dict[str, list[Row]]) -> list[str]:
     ours = [r for rows in tables.values() for r in rows if r.source == "ours"]
     seen = set()
     for r in ours:
-        if r.run in seen:
+        name = r.name or r.run
+        if name in seen:
             continue
-        seen.add(r.run)
+        seen.add(name)
         if r.n_songs != r.n_songs_expected:
-            notes.append(f"{r.run}: covers {r.n_songs} of {r.n_songs_expected} songs")
-        notes.extend(f"{r.run}: {p}" for p in r.problems)
+            notes.append(f"{name}: covers {r.n_songs} of {r.n_songs_expected} songs")
+        notes.extend(f"{name}: {p}" for p in r.problems)
     for setting, rows in tables.items():
         sets = {r.songs for r in rows if r.source == "ours"}
         if len(sets) > 1:
@@ -217,7 +301,7 @@ def render_rich(tables: dict[str, list[Row]], console, notes: list[str]) -> None
         heads, per_cell = headers(rows)
         table = Table(title=f"{setting}", title_justify="left")
         for i, h in enumerate(heads):
-            table.add_column(escape(h), justify="left" if i == 0 else "right")
+            table.add_column(escape(h), justify="left" if i in (0, len(heads) - 1) else "right")
         best = best_two(rows)
         for i, r in enumerate(rows):
             values = [escape(v) for v in cells(r, per_cell)]
@@ -232,13 +316,13 @@ def render_rich(tables: dict[str, list[Row]], console, notes: list[str]) -> None
 
 
 def render_markdown(tables: dict[str, list[Row]], notes: list[str]) -> str:
-    """GitHub markdown: a heading and a table per setting, best two per column in bold."""
+    """GitHub markdown: a heading and a table per setting, the best values in bold (:func:`best_two`)."""
     out = []
     for setting, rows in tables.items():
         heads, per_cell = headers(rows)
         best = best_two(rows)
         out += [f"**{setting}**", "", "| " + " | ".join(heads) + " |",
-                "| " + " | ".join(["---"] + ["---:"] * (len(heads) - 1)) + " |"]
+                "| " + " | ".join(["---"] + ["---:"] * (len(heads) - 2) + ["---"]) + " |"]
         for i, r in enumerate(rows):
             values = cells(r, per_cell)
             for j, (key, _, _) in enumerate(COLUMNS):
@@ -256,7 +340,8 @@ def _flat(rows_by_setting: dict[str, list[Row]]) -> list[dict]:
         best = best_two(rows)
         for i, r in enumerate(rows):
             d = {"table": table, "setting": r.setting, "interval": r.interval, "gen_len": r.gen_len,
-                 "source": r.source, "run": r.run, "n_songs": r.n_songs, "n_songs_expected": r.n_songs_expected}
+                 "source": r.source, "run": r.run, "n_songs": r.n_songs, "n_songs_expected": r.n_songs_expected,
+                 "label": r.label, "run_name": r.name or r.run}
             d.update({k: r.metrics.get(k) for k, _, _ in COLUMNS})
             d["fmd_extractor"] = r.fmd_extractor
             d["best_two"] = [k for k, _, _ in COLUMNS if i in best[k]]

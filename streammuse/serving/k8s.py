@@ -1,4 +1,11 @@
-"""Render the KubeRay ``RayService`` that runs the Serve app on Kubernetes, and apply it."""
+"""Render the KubeRay ``RayService`` that runs the Serve app on Kubernetes, and apply it.
+
+The manifest is written to ``./streammuse-k8s/rayservice.yaml`` by default, never into the
+source tree; ``k8s/rayservice.yaml`` in the repository is the documented example, the
+render with default options (a test keeps the two equal). No image is published: build and
+push one (docs/deploy.md) and pass ``--image``; a dry run without it renders
+:data:`PLACEHOLDER_IMAGE`, and applying requires a real one.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,9 @@ from streammuse.errors import StreamMuseError
 from streammuse.serving.app import DeployOptions
 
 RAY_VERSION = "2.60.0"  # the consistent-hash router is experimental: image and operator pin this
-DEFAULT_IMAGE = "ghcr.io/streammuse/streammuse:latest-cuda"
+PLACEHOLDER_IMAGE = "REGISTRY/streammuse:cuda"  # says what to put there; never pullable
+DEFAULT_OUT_DIR = Path("streammuse-k8s")
+EXAMPLE = Path(__file__).resolve().parents[2] / "k8s" / "rayservice.yaml"  # in a source checkout
 SERVE_PORT = 8000
 
 
@@ -56,7 +65,7 @@ def _container(name: str, image: str, resources: dict, ports: list[tuple[str, in
     }
 
 
-def render_rayservice(options: DeployOptions, image: str = DEFAULT_IMAGE, name: str = "streammuse") -> dict:
+def render_rayservice(options: DeployOptions, image: str = PLACEHOLDER_IMAGE, name: str = "streammuse") -> dict:
     """The RayService manifest: a CPU head (no replicas on it) and a worker group with
     one replica per pod (``nvidia.com/gpu: 1`` unless CPU-only)."""
     http_probe = {"httpGet": {"path": "/-/healthz", "port": SERVE_PORT}, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
@@ -104,13 +113,21 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
 
 
+def manifest_text(manifest: dict) -> str:
+    """The YAML file: a header saying how it was made, then the manifest."""
+    header = "# Rendered by `streammuse deploy --cluster k8s`; edit the flags, not this file.\n"
+    if PLACEHOLDER_IMAGE in yaml.safe_dump(manifest):
+        header += (f"# {PLACEHOLDER_IMAGE} is a placeholder: build and push the image (docs/deploy.md), then\n"
+                   "# render again with --image <registry>/streammuse:<tag>.\n")
+    return header + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False)
+
+
 def write_manifest(manifest: dict, out_dir: Path) -> Path:
     """Write ``manifest`` to ``out_dir/rayservice.yaml``; the path."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "rayservice.yaml"
-        path.write_text("# Rendered by `streammuse deploy --cluster k8s`; edit the flags, not this file.\n"
-                        + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False))
+        path.write_text(manifest_text(manifest))
     except OSError as exc:
         raise StreamMuseError(f"cannot write the manifest into {out_dir}: {exc.strerror}") from None
     return path

@@ -1,13 +1,26 @@
-"""Start and stop the Serve app on a local Ray instance (``streammuse serve``, embedded servers, tests)."""
+"""Start and stop the Serve app on a local Ray instance (``streammuse serve``, embedded servers, tests).
+
+Quietly: Ray's own messages stay in its log folder (:func:`logs_dir`, Ray's session folder
+``<temp>/ray/session_*/logs``), not on the terminal. Token authentication stays on (Ray's
+default for a new local instance) without Ray's warning that it is; Ray's and Serve's INFO
+lines are not printed; a Ray instance started here is stopped by ``ray.shutdown()`` alone
+(``serve.shutdown()`` first kills the Serve controller during its own graceful shutdown,
+which the raylet reports as a failed task); and SIGTERM stops it through Python instead of
+Ray's C++ crash handler, which would print a stack dump.
+"""
 
 from __future__ import annotations
 
+import logging
+import signal
 import socket
+import threading
 import time
 
 from streammuse.errors import StreamMuseError
 
 APP_NAME = "streammuse"
+_state: dict = {}  # "started_here": we started the instance; "sigterm": the handler to restore
 
 
 def free_port() -> int:
@@ -31,14 +44,8 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
 
     port = port or free_port()
     if not ray.is_initialized():
-        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 namespace="streammuse", ignore_reinit_error=True)
-    try:
-        serve.start(http_options={"host": host, "port": port})
-    except (ray.exceptions.RayError, TimeoutError) as exc:  # e.g. the port is taken, the proxy died
-        stop_local()
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise StreamMuseError(f"Ray Serve could not start its HTTP proxy on {host}:{port}: {first}") from None
+        _init_quietly(address, num_cpus)
+    _start_serve(host, port)
     try:
         serve.run(build_app(options), name=APP_NAME, route_prefix="/", blocking=False)
     except RuntimeError as exc:  # a replica's __init__ failed (no checkpoint, no GPU, ...)
@@ -63,6 +70,57 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
     raise StreamMuseError(f"the Serve app did not become healthy at {url} within {timeout_s:.0f} s")
 
 
+def _start_serve(host: str, port: int, attempts: int = 3) -> None:
+    """``serve.start``; on a busy machine the first HTTP proxy can miss its readiness checks
+    (3 x 5 s) and be replaced by the controller, which fails the wait on it with "actor
+    died": wait for the replacement then (``serve.start`` again joins the same controller)."""
+    import ray
+    from ray import serve
+
+    for attempt in range(attempts):
+        try:
+            serve.start(http_options={"host": host, "port": port})
+            return
+        except (ray.exceptions.RayError, TimeoutError) as exc:  # e.g. the port is taken, the proxy died
+            if isinstance(exc, ray.exceptions.RayActorError) and attempt + 1 < attempts:
+                continue
+            stop_local()
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StreamMuseError(f"Ray Serve could not start its HTTP proxy on {host}:{port}: {first}") from None
+
+
+def _init_quietly(address: str | None, num_cpus: int | None) -> None:
+    import ray
+
+    # Ray enables token authentication for a new local instance and warns that it did:
+    # keep the default, drop the warning (and Serve's INFO lines).
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    for name in ("ray.serve", "ray.serve._private"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+             namespace="streammuse", ignore_reinit_error=True, logging_level=logging.WARNING)
+    _state["started_here"] = address is None
+    if address is None and threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        # Ray's core worker installed a C++ handler that dumps a stack trace on SIGTERM:
+        # exit through Python instead, so `with` blocks and finally clauses stop Ray.
+        _state["sigterm"] = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
+
+
+def logs_dir() -> str | None:
+    """The folder that holds the running Ray instance's logs (None when Ray is not running)."""
+    try:
+        import ray
+
+        return ray._private.worker._global_node.get_logs_dir_path() if ray.is_initialized() else None
+    except AttributeError:  # a Ray without this (private) accessor
+        return None
+
+
 def _failure_reason() -> str:
     """The last line of the failed deployment's error (the replica's exception)."""
     from ray import serve
@@ -77,10 +135,14 @@ def _failure_reason() -> str:
 
 
 def stop_local() -> None:
-    """Shut the Serve app and the local Ray instance down."""
+    """Shut the Serve app and the local Ray instance down (quietly, see the module docstring)."""
     import ray
     from ray import serve
 
     if ray.is_initialized():
-        serve.shutdown()
+        if not _state.get("started_here"):
+            serve.shutdown()  # a cluster we joined outlives us: remove our app from it
         ray.shutdown()
+    if "sigterm" in _state and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _state.pop("sigterm") or signal.SIG_DFL)
+    _state.pop("started_here", None)
