@@ -129,10 +129,26 @@ def load_song_and_rule(path, melody_track: str | None = None, skyline_only: bool
         if not grid.tracks:
             raise BadMidiError(grid.path, grid.no_notes_reason())
         grid = GridMidi(grid.path, [Track("all", 0, _concat([t.notes for t in grid.tracks]))],
-                        grid.time_signatures, grid.n_drum_notes, grid.n_out_of_range)
+                        grid.time_signatures, grid.n_drum_notes, grid.n_out_of_range, grid.bpm)
         melody_track = None
     song = split_song(grid, melody_track, require_accompaniment=require_accompaniment)
     return song, split_rule(grid, melody_track)
+
+
+def load_melody(path) -> tuple[Song, float]:
+    """The melody of a MIDI file, to be accompanied (``streammuse generate``), and its first tempo.
+
+    The melody is every track named ``melody`` (any case) if there is one, else the
+    skyline of all pitched tracks; whatever else the file holds is the Song's
+    accompaniment (it may be empty). Notes off the piano keys are dropped and counted as
+    for every other command; time signatures are kept.
+    """
+    grid = read_grid_midi(path)
+    if not grid.tracks:
+        raise BadMidiError(grid.path, grid.no_notes_reason())
+    has_melody = any(t.name.upper() == "MELODY" for t in grid.tracks)
+    song = split_song(grid, "melody" if has_melody else None, require_accompaniment=False)
+    return song, grid.bpm
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:

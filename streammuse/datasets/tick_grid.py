@@ -48,6 +48,7 @@ class GridMidi:
     time_signatures: list[tuple[int, int, int]]
     n_drum_notes: int
     n_out_of_range: int = 0  # pitched notes off the piano keys, dropped when read
+    bpm: float = 120.0  # the file's first tempo
 
     def no_notes_reason(self) -> str:
         """Why a file without pitched tracks has nothing to read (for :class:`BadMidiError`)."""
@@ -128,7 +129,9 @@ def read_grid_midi(path: str | Path) -> GridMidi:
     ]
     if not ts or ts[0][0] > 0:
         ts.insert(0, (0, 4, 4))
-    return GridMidi(str(path), tracks, ts, n_drums, n_out)
+    _, tempi = pm.get_tempo_changes()
+    bpm = float(tempi[0]) if len(tempi) else 120.0
+    return GridMidi(str(path), tracks, ts, n_drums, n_out, bpm)
 
 
 def song_to_midi(song: Song, bpm: float = 120.0, path: str | Path | None = None) -> pretty_midi.PrettyMIDI:
