@@ -100,12 +100,13 @@ def build_testset_command(
     off = sum(e.notes_out_of_range for e in entries)
     _out.print(f"wrote {len(entries)} songs to {out} ({sum(e.bars for e in entries)} bars, "
                f"{dropped} notes over the 4-note cap, {off} off the piano keys dropped) "
-               f"and {out / 'manifest.json'}", highlight=False)
+               f"and {out / 'manifest.json'}", highlight=False, soft_wrap=True)
     for source, name in build.renamed:
-        _out.print(f"  {source} -> {name} (another source file has the same name)", highlight=False)
+        _out.print(f"  {source} -> {name} (another source file has the same name)",
+                   highlight=False, soft_wrap=True)
     if build.removed:
         _out.print(f"removed {len(build.removed)} songs of the earlier build not made again: "
-                   f"{', '.join(build.removed)}", highlight=False)
+                   f"{', '.join(build.removed)}", highlight=False, soft_wrap=True)
     _report_skipped(skipped, len(entries) + len(skipped))
 
 

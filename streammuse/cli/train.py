@@ -79,10 +79,10 @@ def generate_command(
     except OSError as exc:
         raise StreamMuseError(f"{out}: cannot write ({exc.strerror or exc})") from None
     _out.print(f"wrote {out} ({result.n_ticks} ticks at {bpm or input_bpm:g} BPM, model {engine.model_id})",
-               highlight=False)
+               highlight=False, soft_wrap=True)
     if song.notes_out_of_range:
         _err.print(f"note: {melody}: dropped {song.notes_out_of_range} notes outside the piano keys (21..108)",
-                   highlight=False)
+                   highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
