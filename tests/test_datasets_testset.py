@@ -77,11 +77,11 @@ def test_build_testset_small(tmp_path):
     (src / "bad.mid").write_bytes(b"")
     (src / "manifest.json").write_text(json.dumps(
         [{"file": "a.mid", "source": "me/repo", "path": "x/a.mid", "license": "MIT"}]))
-    entries, skipped = build_testset(src, tmp_path / "out")
-    assert [e.file for e in entries] == ["a.mid"] and skipped == [(str(src / "bad.mid"), "empty file")]
-    e = entries[0]
+    build = build_testset(src, tmp_path / "out")
+    assert [e.file for e in build.entries] == ["a.mid"] and build.skipped == [(str(src / "bad.mid"), "empty file")]
+    e = build.entries[0]
     assert (e.source, e.path, e.license, e.bars, e.ticks, e.melody_notes, e.accompaniment_notes,
-            e.notes_dropped) == ("me/repo", "x/a.mid", "MIT", 1, 16, 2, 2, 0)
+            e.notes_dropped, e.notes_out_of_range) == ("me/repo", "x/a.mid", "MIT", 1, 16, 2, 2, 0, 0)
     (song,) = load_testset(tmp_path / "out")
     assert song.melody.tolist() == [[0, 8, 72], [8, 8, 74]]
     assert song.accompaniment.tolist() == [[0, 16, 60], [0, 16, 64]]

@@ -80,13 +80,15 @@ def test_interleave_and_deinterleave():
         interleave(m, a[:2])
 
 
-def test_song_to_frames_counts_cap_and_out_of_range_drops():
-    song = Song("s", note_array([(0, 4, 72), (4, 4, 110)]),
-                note_array([(0, 4, p) for p in (40, 50, 60, 64, 67)]))
+def test_song_to_frames_counts_cap_drops_and_refuses_out_of_range():
+    song = Song("s", note_array([(0, 4, 72)]), note_array([(0, 4, p) for p in (40, 50, 60, 64, 67)]))
     m, a, dropped = song_to_frames(song)
-    assert dropped == 2  # 50 (cap) and 110 (no token above C8)
+    assert dropped == 1  # 50, an inner voice (cap)
     assert frames_to_part(m).tolist() == [[0, 4, 72]]
     assert frames_to_part(a)[:, 2].tolist() == [40, 60, 64, 67]
+    # Off the piano keys there is no token; the MIDI reader drops such notes (one rule).
+    with pytest.raises(ValueError, match="pitch 110 is outside the piano range 21..108"):
+        song_to_frames(Song("s", note_array([(0, 4, 72), (4, 4, 110)]), note_array([(0, 4, 40)])))
 
 
 def test_transpose_range_checks():

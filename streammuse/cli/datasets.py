@@ -31,10 +31,12 @@ def info(
     melody_track: Annotated[str | None, typer.Option(help="Take this track as the melody.")] = None,
     skyline: Annotated[bool, typer.Option("--skyline", help="Force skyline extraction.")] = False,
 ) -> None:
-    """Songs, bars, notes per part, polyphony and notes dropped by the 4-note cap, per file.
+    """Songs, bars, notes per part, polyphony and notes dropped, per file.
 
-    melody / accomp.: notes per part. polyphony: mean notes sounding per tick where any
-    sounds. dropped: notes the 4-note cap removes when the song becomes frames.
+    melody / accomp.: notes per part (a melody-only file has accompaniment 0). poly.: mean
+    pitches sounding per tick where any sounds (muspy's polyphony). capped: notes the
+    4-note cap removes when the song becomes frames. off-key: notes outside the piano keys
+    (21..108), dropped when the file is read.
     """
     from streammuse.datasets.stats import file_stats
     from streammuse.datasets.testset import midi_files
@@ -53,43 +55,58 @@ def info(
     if not rows:
         _report_skipped(skipped, len(files))
         raise StreamMuseError(f"{path}: none of the {len(files)} MIDI files is usable")
+    _out.print(_info_table(str(path), rows))
+    _report_skipped(skipped, len(files))
 
-    table = Table(title=str(path))
+
+def _info_table(title: str, rows: list) -> Table:
+    """The `datasets info` table: one row per song, a total row for several."""
+    table = Table(title=title)
     table.add_column("song", no_wrap=True)
     table.add_column("split")
-    for col in ("bars", "ticks", "melody", "accomp.", "polyphony", "dropped"):
+    for col in ("bars", "ticks", "melody", "accomp.", "poly.", "capped", "off-key"):
         table.add_column(col, justify="right")
     for r in rows:
         poly = "-" if math.isnan(r.polyphony) else f"{r.polyphony:.2f}"
         table.add_row(r.name, r.rule, str(r.bars), str(r.ticks), str(r.melody_notes),
-                      str(r.accompaniment_notes), poly, str(r.notes_dropped))
+                      str(r.accompaniment_notes), poly, str(r.notes_dropped), str(r.notes_out_of_range))
     if len(rows) > 1:
         n_notes = sum(r.melody_notes + r.accompaniment_notes for r in rows)
         dropped = sum(r.notes_dropped for r in rows)
+        off = sum(r.notes_out_of_range for r in rows)
         table.add_section()
         table.add_row(f"{len(rows)} songs", "", str(sum(r.bars for r in rows)), str(sum(r.ticks for r in rows)),
                       str(sum(r.melody_notes for r in rows)), str(sum(r.accompaniment_notes for r in rows)), "",
-                      str(dropped))
-        table.caption = f"the 4-note cap drops {dropped} of {n_notes} notes ({100 * dropped / max(n_notes, 1):.2f}%)"
-    _out.print(table)
-    _report_skipped(skipped, len(files))
+                      str(dropped), str(off))
+        table.caption = (f"the 4-note cap drops {dropped} of {n_notes} notes "
+                         f"({100 * dropped / max(n_notes, 1):.2f}%); {off} notes off the piano keys dropped")
+    return table
 
 
 @datasets_app.command("build-testset")
 def build_testset_command(
     src: Annotated[Path, typer.Argument(help="Folder of source MIDI files (and their manifest.json).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("testset"),
+    out: Annotated[Path, typer.Option("--out", help="Output folder: new, empty, or an earlier build.")] = Path("testset"),
 ) -> None:
     """Skyline-extract every source piece into OUT: <name>.mid (melody, accompaniment) + manifest.json."""
     from streammuse.datasets.testset import build_testset
 
-    entries, skipped = build_testset(src, out)
+    build = build_testset(src, out)
+    entries, skipped = build.entries, build.skipped
     if not entries:
         _report_skipped(skipped, len(skipped))
         raise StreamMuseError(f"{src}: none of the {len(skipped)} MIDI files is usable; nothing written")
     dropped = sum(e.notes_dropped for e in entries)
+    off = sum(e.notes_out_of_range for e in entries)
     _out.print(f"wrote {len(entries)} songs to {out} ({sum(e.bars for e in entries)} bars, "
-               f"{dropped} notes over the 4-note cap) and {out / 'manifest.json'}", highlight=False)
+               f"{dropped} notes over the 4-note cap, {off} off the piano keys dropped) "
+               f"and {out / 'manifest.json'}", highlight=False, soft_wrap=True)
+    for source, name in build.renamed:
+        _out.print(f"  {source} -> {name} (another source file has the same name)",
+                   highlight=False, soft_wrap=True)
+    if build.removed:
+        _out.print(f"removed {len(build.removed)} songs of the earlier build not made again: "
+                   f"{', '.join(build.removed)}", highlight=False, soft_wrap=True)
     _report_skipped(skipped, len(entries) + len(skipped))
 
 

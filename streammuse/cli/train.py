@@ -11,6 +11,7 @@ from rich.console import Console
 from streammuse.errors import StreamMuseError
 
 _out = Console()
+_err = Console(stderr=True)
 
 
 def train_command(
@@ -58,42 +59,48 @@ def train_command(
 
 
 def generate_command(
-    melody: Annotated[Path, typer.Argument(help="A MIDI file: track 'melody' if present, else the skyline.")],
+    melody: Annotated[Path, typer.Argument(help="A MIDI file: its 'melody' track if present, else the skyline.")],
     out: Annotated[Path, typer.Option("--out", help="Output MIDI (tracks melody + accompaniment).")],
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint folder (default: the shipped tiny).")] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Top-k (0: off).")] = 0,
     top_p: Annotated[float, typer.Option(help="Top-p (1: off).")] = 0.95,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    bpm: Annotated[float, typer.Option(help="Tempo of the output file.")] = 120.0,
+    bpm: Annotated[float | None, typer.Option(help="Tempo of the output (default: the input's first tempo).")] = None,
 ) -> None:
-    """Offline accompaniment (the paper's offline baseline): tick by tick, full true melody."""
-    from streammuse.datasets.frames import cap_frame_notes, frames_to_song, part_to_frames
-    from streammuse.datasets.skyline import _concat, skyline
-    from streammuse.datasets.song import merge_unisons
-    from streammuse.datasets.tick_grid import part_end, read_grid_midi, song_to_midi
-    from streammuse.model.engine import StreamingEngine, generate_offline
+    """Offline accompaniment (the paper's offline baseline): tick by tick, full true melody.
+
+    The output keeps the input's melody, time signatures and length; notes outside the
+    piano keys (21..108) are dropped, and said so, as in every command.
+    """
+    from streammuse.datasets.skyline import load_melody
+    from streammuse.datasets.tick_grid import song_to_midi
+    from streammuse.model.engine import StreamingEngine
+    from streammuse.model.generate import accompany
     from streammuse.model.sampling import Sampling
 
+    if melody.is_dir():
+        raise StreamMuseError(f"{melody}: is a folder; generate takes one MIDI file "
+                              "(a folder of songs: streammuse replay FOLDER --setting offline)")
     if not melody.is_file():
         raise StreamMuseError(f"{melody}: no such file")
-    # A melody-only file has no accompaniment, so the data layer's split (which wants both
-    # parts) is not used: take the track named melody, else the skyline of every track.
-    grid = read_grid_midi(melody)
-    named = [t.notes for t in grid.tracks if t.name.strip().lower() == "melody"]
-    notes = _concat(named) if named else skyline(_concat([t.notes for t in grid.tracks]))[0]
-    if not len(notes):
-        raise StreamMuseError(f"{melody}: no melody notes")
-    part, _ = cap_frame_notes(merge_unisons(notes))
-    try:
-        m = part_to_frames(part, part_end(part))
-    except ValueError as exc:  # a pitch outside the piano range of the vocabulary
-        raise StreamMuseError(f"{melody}: {exc}") from None
+    if out.is_dir():
+        raise StreamMuseError(f"{out}: is a folder; --out takes the name of the MIDI file to write")
+    if bpm is not None and not bpm > 0:
+        raise StreamMuseError(f"--bpm must be positive (got {bpm})")
+    song, input_bpm = load_melody(melody)
     engine = StreamingEngine.load(checkpoint)
-    acc = generate_offline(engine, m, Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    song_to_midi(frames_to_song(melody.stem, m, acc), bpm=bpm, path=out)
-    _out.print(f"wrote {out} ({len(m)} ticks, model {engine.model_id})")
+    result = accompany(engine, song, Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        song_to_midi(result.song, bpm=bpm or input_bpm, path=out)
+    except OSError as exc:
+        raise StreamMuseError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    _out.print(f"wrote {out} ({result.n_ticks} ticks at {bpm or input_bpm:g} BPM, model {engine.model_id})",
+               highlight=False, soft_wrap=True)
+    if song.notes_out_of_range:
+        _err.print(f"note: {melody}: dropped {song.notes_out_of_range} notes outside the piano keys (21..108)",
+                   highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

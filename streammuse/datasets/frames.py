@@ -81,24 +81,26 @@ def frames_to_part(frames: np.ndarray, start_tick: int = 0) -> np.ndarray:
 
 
 def song_to_frames(song: Song) -> tuple[np.ndarray, np.ndarray, int]:
-    """Melody and accompaniment frames of a song, plus the notes the cap dropped.
+    """Melody and accompaniment frames of a song, plus the notes the 4-note cap dropped.
 
     Returns:
         ``(M, A, n_dropped)`` with M and A of shape ``(song.n_ticks, FRAME_LEN)``;
-        ``n_dropped`` counts notes the cap dropped plus the (rare) notes outside the
-        piano range ``[MIN_PITCH, MAX_PITCH]``, which have no token.
+        ``n_dropped`` counts only the notes the cap dropped.
+
+    Raises:
+        ValueError: a note outside the piano range ``[MIN_PITCH, MAX_PITCH]`` (no token).
+            Songs read from MIDI never hold one: the reader drops and counts them
+            (``Song.notes_out_of_range``, docs/data.md).
     """
     n_ticks = song.n_ticks
-    melody, accompaniment = _in_range(song.melody), _in_range(song.accompaniment)
-    n_out = len(song.melody) + len(song.accompaniment) - len(melody) - len(accompaniment)
-    mel, drop_m = cap_frame_notes(melody)
-    acc, drop_a = cap_frame_notes(accompaniment)
-    return part_to_frames(mel, n_ticks), part_to_frames(acc, n_ticks), drop_m + drop_a + n_out
-
-
-def _in_range(part: np.ndarray) -> np.ndarray:
-    # Pitches off the 88-key range have no token; they count as dropped.
-    return part[(part[:, PITCH] >= vocab.MIN_PITCH) & (part[:, PITCH] <= vocab.MAX_PITCH)]
+    for part in (song.melody, song.accompaniment):
+        off = part[(part[:, PITCH] < vocab.MIN_PITCH) | (part[:, PITCH] > vocab.MAX_PITCH)]
+        if len(off):
+            raise ValueError(f"{song.name}: pitch {int(off[0, PITCH])} is outside the piano range "
+                             f"{vocab.MIN_PITCH}..{vocab.MAX_PITCH}")
+    mel, drop_m = cap_frame_notes(song.melody)
+    acc, drop_a = cap_frame_notes(song.accompaniment)
+    return part_to_frames(mel, n_ticks), part_to_frames(acc, n_ticks), drop_m + drop_a
 
 
 def interleave(melody_frames: np.ndarray, accompaniment_frames: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from streammuse.datasets import vocab
 from streammuse.datasets.song import DURATION, ONSET, PITCH, Song, merge_unisons, note_array
 from streammuse.datasets.tick_grid import GridMidi, Track, read_grid_midi
 from streammuse.errors import BadMidiError
@@ -65,7 +66,8 @@ def split_rule(grid: GridMidi, melody_track: str | None = None) -> str:
     return "skyline"
 
 
-def split_song(grid: GridMidi, melody_track: str | None = None, name: str | None = None) -> Song:
+def split_song(grid: GridMidi, melody_track: str | None = None, name: str | None = None,
+               require_accompaniment: bool = True) -> Song:
     """Make a Song from a MIDI read onto the tick grid, choosing the split rule.
 
     Args:
@@ -73,16 +75,18 @@ def split_song(grid: GridMidi, melody_track: str | None = None, name: str | None
         melody_track: take every track of this name (case-insensitive) as the melody and
             all other pitched tracks as the accompaniment. ``None``: see :func:`split_rule`.
         name: song name; defaults to the file stem.
+        require_accompaniment: refuse a song whose accompaniment is empty (a test song or
+            a training song needs one; a melody to accompany, ``datasets info``, does not).
 
     Raises:
-        BadMidiError: drums only, no notes, no such track, or an empty part after the split.
+        BadMidiError: drums only, no notes (or none on the piano keys), no such track, or
+            an empty part after the split.
     """
     from pathlib import Path
 
     name = name or Path(grid.path).stem
     if not grid.tracks:
-        reason = "drums only, no pitched notes" if grid.n_drum_notes else "no notes"
-        raise BadMidiError(grid.path, reason)
+        raise BadMidiError(grid.path, grid.no_notes_reason())
     rule = split_rule(grid, melody_track)
     if rule == "skyline":
         melody, acc = skyline(_concat([t.notes for t in grid.tracks]))
@@ -97,32 +101,54 @@ def split_song(grid: GridMidi, melody_track: str | None = None, name: str | None
             t.notes for t in grid.tracks
             if t.name.upper() != key and (accompaniment_names is None or t.name.upper() in accompaniment_names)
         ])
+    out = (f"; {grid.n_out_of_range} notes outside the piano range {vocab.MIN_PITCH}..{vocab.MAX_PITCH} dropped"
+           if grid.n_out_of_range else "")
     if not len(melody):
-        raise BadMidiError(grid.path, f"melody is empty after the split ({rule})")
-    if not len(acc):
-        raise BadMidiError(grid.path, f"accompaniment is empty after the split ({rule})")
-    return Song(name, merge_unisons(melody), merge_unisons(acc), grid.time_signatures, source=grid.path)
+        raise BadMidiError(grid.path, f"melody is empty after the split ({rule}{out})")
+    if not len(acc) and require_accompaniment:
+        raise BadMidiError(grid.path, f"accompaniment is empty after the split ({rule}{out})")
+    return Song(name, merge_unisons(melody), merge_unisons(acc), grid.time_signatures, source=grid.path,
+                notes_out_of_range=grid.n_out_of_range)
 
 
-def load_song(path, melody_track: str | None = None, skyline_only: bool = False) -> Song:
+def load_song(path, melody_track: str | None = None, skyline_only: bool = False,
+              require_accompaniment: bool = True) -> Song:
     """Read a MIDI file into a Song (tick grid + melody/accompaniment split).
 
     ``skyline_only`` forces skyline extraction over all pitched tracks, as the test set
-    build does.
+    build does. ``require_accompaniment=False`` accepts a melody-only file.
     """
-    return load_song_and_rule(path, melody_track, skyline_only)[0]
+    return load_song_and_rule(path, melody_track, skyline_only, require_accompaniment)[0]
 
 
-def load_song_and_rule(path, melody_track: str | None = None, skyline_only: bool = False) -> tuple[Song, str]:
+def load_song_and_rule(path, melody_track: str | None = None, skyline_only: bool = False,
+                       require_accompaniment: bool = True) -> tuple[Song, str]:
     """:func:`load_song`, also returning the split rule applied (see :func:`split_rule`)."""
     grid = read_grid_midi(path)
     if skyline_only:
         if not grid.tracks:
-            raise BadMidiError(grid.path, "drums only, no pitched notes" if grid.n_drum_notes else "no notes")
+            raise BadMidiError(grid.path, grid.no_notes_reason())
         grid = GridMidi(grid.path, [Track("all", 0, _concat([t.notes for t in grid.tracks]))],
-                        grid.time_signatures, grid.n_drum_notes)
+                        grid.time_signatures, grid.n_drum_notes, grid.n_out_of_range, grid.bpm)
         melody_track = None
-    return split_song(grid, melody_track), split_rule(grid, melody_track)
+    song = split_song(grid, melody_track, require_accompaniment=require_accompaniment)
+    return song, split_rule(grid, melody_track)
+
+
+def load_melody(path) -> tuple[Song, float]:
+    """The melody of a MIDI file, to be accompanied (``streammuse generate``), and its first tempo.
+
+    The melody is every track named ``melody`` (any case) if there is one, else the
+    skyline of all pitched tracks; whatever else the file holds is the Song's
+    accompaniment (it may be empty). Notes off the piano keys are dropped and counted as
+    for every other command; time signatures are kept.
+    """
+    grid = read_grid_midi(path)
+    if not grid.tracks:
+        raise BadMidiError(grid.path, grid.no_notes_reason())
+    has_melody = any(t.name.upper() == "MELODY" for t in grid.tracks)
+    song = split_song(grid, "melody" if has_melody else None, require_accompaniment=False)
+    return song, grid.bpm
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:

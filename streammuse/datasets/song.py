@@ -62,6 +62,8 @@ class Song:
         accompaniment: A as an ``(n, 3)`` note array.
         time_signatures: ``(tick, numerator, denominator)`` changes, first at tick 0.
         source: where the song came from (path or data set name).
+        notes_out_of_range: notes of the source file outside the piano keys, dropped when
+            it was read (docs/data.md); 0 for songs made in code.
     """
 
     name: str
@@ -69,6 +71,7 @@ class Song:
     accompaniment: np.ndarray
     time_signatures: list[tuple[int, int, int]] = field(default_factory=lambda: [(0, 4, 4)])
     source: str = ""
+    notes_out_of_range: int = 0
 
     @property
     def n_ticks(self) -> int:
@@ -89,6 +92,7 @@ class Song:
             _crop(self.accompaniment, n_ticks),
             [ts for ts in self.time_signatures if ts[0] < n_ticks] or [(0, 4, 4)],
             self.source,
+            self.notes_out_of_range,
         )
 
     def transpose(self, semitones: int, low: int, high: int) -> "Song":
@@ -100,7 +104,8 @@ class Song:
             if len(p) and (p[:, PITCH].min() < low or p[:, PITCH].max() > high):
                 raise ValueError(f"shift {semitones:+d} takes {self.name} outside pitch range [{low}, {high}]")
             shifted.append(p)
-        return Song(self.name, shifted[0], shifted[1], list(self.time_signatures), self.source)
+        return Song(self.name, shifted[0], shifted[1], list(self.time_signatures), self.source,
+                    self.notes_out_of_range)
 
     def transpose_limits(self, low: int, high: int) -> tuple[int, int]:
         """The smallest and largest shift that :meth:`transpose` accepts for ``[low, high]``."""

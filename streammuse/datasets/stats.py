@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from streammuse.datasets.frames import song_to_frames
 from streammuse.datasets.skyline import load_song_and_rule
-from streammuse.datasets.song import DURATION, ONSET, Song
+from streammuse.datasets.song import Song
 
 
 @dataclass
@@ -22,28 +23,23 @@ class SongStats:
     melody_notes: int
     accompaniment_notes: int
     polyphony: float
-    notes_dropped: int
+    notes_dropped: int  # by the 4-note cap
+    notes_out_of_range: int  # off the piano keys, dropped when the file was read
 
 
-def polyphony(notes: np.ndarray, n_ticks: int) -> float:
-    """Mean number of notes sounding per tick, over the ticks where at least one sounds.
+def polyphony(notes: np.ndarray) -> float:
+    """Mean number of pitches sounding per tick, over the ticks where at least one sounds:
+    ``muspy.polyphony`` on the tick grid. NaN for no notes."""
+    import muspy
 
-    The same definition as muspy's ``polyphony``; NaN for a part with no notes.
-    """
-    if not len(notes) or n_ticks <= 0:
-        return float("nan")
-    # +1 at each onset, -1 at each end; the running sum is the count sounding per tick.
-    change = np.zeros(n_ticks + 1, dtype=np.int64)
-    np.add.at(change, notes[:, ONSET], 1)
-    np.add.at(change, np.minimum(notes[:, ONSET] + notes[:, DURATION], n_ticks), -1)
-    sounding = np.cumsum(change)[:n_ticks]
-    active = sounding[sounding > 0]
-    return float(active.mean()) if len(active) else float("nan")
+    from streammuse.datasets.muspy_music import part_to_music
+
+    return float(muspy.polyphony(part_to_music(notes))) if len(notes) else math.nan
 
 
 def song_stats(song: Song, rule: str = "") -> SongStats:
-    """Bars, ticks, notes per part, polyphony of both parts together, notes the cap drops."""
-    both = np.concatenate([song.melody, song.accompaniment])
+    """Bars, ticks, notes per part, polyphony of both parts together, notes the cap drops
+    and notes dropped off the piano keys."""
     _, _, n_dropped = song_to_frames(song)
     return SongStats(
         name=song.name,
@@ -52,12 +48,14 @@ def song_stats(song: Song, rule: str = "") -> SongStats:
         ticks=song.n_ticks,
         melody_notes=len(song.melody),
         accompaniment_notes=len(song.accompaniment),
-        polyphony=polyphony(both, song.n_ticks),
+        polyphony=polyphony(np.concatenate([song.melody, song.accompaniment])),
         notes_dropped=n_dropped,
+        notes_out_of_range=song.notes_out_of_range,
     )
 
 
 def file_stats(path, melody_track: str | None = None, skyline_only: bool = False) -> SongStats:
-    """:func:`song_stats` of a MIDI file, split as :func:`load_song` would."""
-    song, rule = load_song_and_rule(path, melody_track, skyline_only)
+    """:func:`song_stats` of a MIDI file, split as :func:`load_song` would; a melody-only
+    file is fine (its accompaniment is empty)."""
+    song, rule = load_song_and_rule(path, melody_track, skyline_only, require_accompaniment=False)
     return song_stats(song, rule)

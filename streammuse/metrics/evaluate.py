@@ -6,7 +6,10 @@ Writes ``RUN/metrics/per_song.parquet`` (one row per song) and ``RUN/metrics/sum
 * ISR, Staleness, ISR_w: over all ticks of all songs (the paper's 1/N over the run);
 * CR, UR, DR: pooled over all melody ticks (songs weighted by melody duration);
 * JSD(P), JSD(O), FMD: one score for the set (pooled histograms / one Gaussian per side);
-* NLL_wavg: total nats over total tokens.
+* NLL_wavg: total nats over total tokens;
+* muspy's standard metrics (pitch-class entropy, scale consistency, groove consistency,
+  empty-beat rate, polyphony) of the played and of the ground-truth accompaniment, per
+  song in ``per_song.parquet`` and as the mean over songs in ``summary["muspy"]``.
 
 Offline runs (setting ``offline``) get music metrics only. A song listed in the manifest
 but not finished, or whose MIDI cannot be read, is left out and named in ``problems``;
@@ -27,7 +30,7 @@ import pandas as pd
 from streammuse.datasets.song import Song, merge_unisons, note_array
 from streammuse.runfolder import done_songs
 from streammuse.errors import StreamMuseError
-from streammuse.metrics import distributions, realtime
+from streammuse.metrics import distributions, muspy_metrics, realtime
 from streammuse.metrics.harmonicity import Harmonicity, harmonicity
 from streammuse.metrics.nll import SongNll, nll_wavg, song_nll
 
@@ -138,9 +141,12 @@ def load_truth(data: RunData) -> dict[str, Song]:
     return {s.name: s for s in songs}
 
 
-def per_song_table(data: RunData, nlls: dict[str, SongNll]) -> tuple[pd.DataFrame, dict[str, Harmonicity]]:
-    """One row per performance: harmonicity, system metrics and NLL."""
+def per_song_table(data: RunData, nlls: dict[str, SongNll],
+                   truth: dict[str, Song] | None = None) -> tuple[pd.DataFrame, dict[str, Harmonicity]]:
+    """One row per performance: harmonicity, system metrics, NLL, and muspy's metrics of
+    the played and the ground-truth accompaniment (``*_played``, ``*_truth``)."""
     rows, harm = [], {}
+    truth = truth or {}
     ticks = data.ticks.groupby("song") if data.ticks is not None and len(data.ticks) else None
     groups = dict(list(ticks)) if ticks is not None else {}
     for perf in data.performances:
@@ -154,6 +160,10 @@ def per_song_table(data: RunData, nlls: dict[str, SongNll]) -> tuple[pd.DataFram
         row["nll_sum_nats"] = n.nll_sum_nats if n else math.nan
         row["nll_tokens"] = n.n_tokens if n else 0
         row["nll"] = n.per_token if n else math.nan
+        true = truth.get(perf.name)
+        signatures = true.time_signatures if true is not None else perf.time_signatures
+        row.update(muspy_metrics.song_metrics(perf.accompaniment, None if true is None else true.accompaniment,
+                                              signatures))
         rows.append(row)
     return pd.DataFrame(rows), harm
 
@@ -195,7 +205,8 @@ def evaluate_run(run: str | Path, engine=None, with_nll: bool = True, with_fmd: 
             nlls = {p.name: song_nll(engine, p) for p in data.performances}
             if model_id and data.manifest.get("model_id") and model_id != data.manifest["model_id"]:
                 data.problems.append(f"run played by model {data.manifest['model_id']}, NLL scored by {model_id}")
-    table, harm = per_song_table(data, nlls)
+    truth = load_truth(data) if data.performances else {}
+    table, harm = per_song_table(data, nlls, truth)
     metrics = {k: math.nan for k in METRIC_KEYS}
     if harm:
         pooled = sum(harm.values(), Harmonicity(0, 0, 0))
@@ -209,7 +220,6 @@ def evaluate_run(run: str | Path, engine=None, with_nll: bool = True, with_fmd: 
         metrics.update(isr=realtime.isr(scored), staleness=realtime.staleness(scored), isr_w=realtime.isr_w(scored))
         if system_songs < len(data.performances):
             data.problems.append(f"ticks.parquet covers {system_songs} of {len(data.performances)} songs")
-    truth = load_truth(data) if data.performances else {}
     pairs = [(p, truth[p.name]) for p in data.performances if p.name in truth]
     extractor_name = None
     if pairs:
@@ -222,23 +232,30 @@ def evaluate_run(run: str | Path, engine=None, with_nll: bool = True, with_fmd: 
             extractor = make_extractor(fmd_extractor) if isinstance(fmd_extractor, str) else fmd_extractor
             extractor_name = extractor.name
             metrics["fmd"] = frechet_music_distance(played, true, extractor)
-    summary = {
+    summary = _summary(data, metrics, table, model_id, extractor_name,
+                       {"music": len(data.performances), "truth": len(pairs), "nll": len(nlls),
+                        "system": system_songs})
+    if write:
+        write_metrics(data.path, table, summary)
+    return summary
+
+
+def _summary(data: RunData, metrics: dict, table: pd.DataFrame, model_id, extractor_name, coverage: dict) -> dict:
+    """The ``summary.json`` of a scored run (NaN written as null)."""
+    return {
         "run": data.path.name, "path": str(data.path.resolve()), "setting": data.setting,
         "interval": data.manifest.get("interval"), "gen_len": data.manifest.get("gen_len"),
         "bpm": data.manifest.get("bpm"), "model_id": data.manifest.get("model_id"),
         "nll_model_id": model_id, "testset": data.manifest.get("testset"),
         "n_songs_expected": len(data.expected_songs), "n_songs": len(data.performances),
         "songs": [p.name for p in data.performances],
-        "coverage": {"music": len(data.performances), "truth": len(pairs), "nll": len(nlls),
-                     "system": system_songs},
+        "coverage": coverage,
         "metrics": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()},
+        "muspy": muspy_metrics.summarize(table.to_dict("records")),
         "fmd_extractor": extractor_name, "fmd_covariance": "ledoit-wolf" if extractor_name else None,
         "jsd_log_base": distributions.LOG_BASE, "staleness_c": realtime.STALENESS_C,
         "problems": data.problems,
     }
-    if write:
-        write_metrics(data.path, table, summary)
-    return summary
 
 
 def write_metrics(run: Path, table: pd.DataFrame, summary: dict) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from streammuse.errors import StreamMuseError
 from streammuse.metrics.evaluate import read_summary
+from streammuse.metrics.muspy_metrics import KEYS as MUSPY_KEYS
 
 COLUMNS = (  # key, header, lower is better
     ("jsd_pitch", "JSD(P)", True), ("jsd_onset", "JSD(O)", True), ("fmd", "FMD", True),
@@ -180,7 +181,8 @@ def summaries(runs: list[Path], evaluate=None, notes: list[str] | None = None) -
 
 def row_from_summary(s: dict) -> Row:
     """A table row from an evaluation summary."""
-    return Row(s["setting"], s.get("interval"), s.get("gen_len"), dict(s["metrics"]), s.get("n_songs"),
+    metrics = {**s["metrics"], **(s.get("muspy") or {})}  # muspy's metrics: json and csv only
+    return Row(s["setting"], s.get("interval"), s.get("gen_len"), metrics, s.get("n_songs"),
                s.get("n_songs_expected"), "ours", s.get("run", ""), s.get("fmd_extractor"),
                list(s.get("problems", [])), tuple(s.get("songs", [])), s.get("model_id"))
 
@@ -343,6 +345,7 @@ def _flat(rows_by_setting: dict[str, list[Row]]) -> list[dict]:
                  "source": r.source, "run": r.run, "n_songs": r.n_songs, "n_songs_expected": r.n_songs_expected,
                  "label": r.label, "run_name": r.name or r.run}
             d.update({k: r.metrics.get(k) for k, _, _ in COLUMNS})
+            d.update({k: r.metrics.get(k) for k in MUSPY_KEYS})
             d["fmd_extractor"] = r.fmd_extractor
             d["best_two"] = [k for k, _, _ in COLUMNS if i in best[k]]
             out.append(d)
