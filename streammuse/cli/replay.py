@@ -61,11 +61,7 @@ def replay(
         songs=songs or None, max_bars=max_bars or None, seed=seed, out=out, resume=resume, server_time=server_time,
         front=front, servers=servers,
     )
-    pairs = xc.parse_sweep(sweep) or [(interval, gen_len)]
-    if setting == "offline":
-        pairs = [(1, 1)]
-    for i, gl in pairs:
-        cfg.with_pair(i, gl).validate()
+    pairs = _pairs(cfg, sweep)
     profile_obj = rp.resolve_profile(cfg)
     song_list = rp.load_songs(cfg)
     started: list[Path] = []  # run folders opened so far (for the Ctrl-C message)
@@ -143,6 +139,14 @@ def _run_pair(cfg, engine, transport, song_list, profile, tick, progress, task, 
     path, lateness = rp.run_pair(cfg, song_list, profile, engine=engine, transport=transport, model_id=model_id,
                                  progress=tick, watch=_SongBars(progress), writer=writer)
     return cfg, path, lateness
+
+
+def _pairs(cfg: xc.ReplayConfig, sweep: str | None) -> list[tuple[int, int]]:
+    """The (I, GL) pairs to run, each checked (the offline baseline is (1, 1))."""
+    pairs = [(1, 1)] if cfg.setting == "offline" else xc.parse_sweep(sweep) or [(cfg.interval, cfg.gen_len)]
+    for i, gl in pairs:
+        cfg.with_pair(i, gl).validate()
+    return pairs
 
 
 def _sweep_on_ray(configs, n_songs: int, model, random_weights: bool, ray_address) -> list:
