@@ -24,7 +24,7 @@ run: setup
 	@out=runs/main-$$(date +%Y%m%d-%H%M%S); \
 	$(SM) replay testset/ --setting offline --out $$out && \
 	$(SM) replay testset/ --setting local --bpm 120 --out $$out && \
-	$(SM) report $$out/*
+	$(SM) report $$out
 
 # Unit and integration tests, then the regression gate against gate/baseline.json.
 test: setup
