@@ -220,3 +220,19 @@ def test_a_song_that_cannot_start_fails_alone_and_resume_plays_it(tmp_path, engi
     again, _ = rp.run_pair(cfg, songs, profile, transport=InProcessTransport(SessionCore(engine)), model_id="x")
     assert again == path and RunWriter(path).done_songs() == {s.name for s in songs}
     assert RunWriter(path).read_manifest().get("failed_songs") == {}
+
+
+def test_report_says_which_server_time_each_table_used(tmp_path, engine):
+    import json
+
+    from typer.testing import CliRunner
+
+    from streammuse.cli.main import app
+
+    _run(_cfg(tmp_path, interval=2, gen_len=5), engine)
+    result = CliRunner().invoke(app, ["report", str(tmp_path), "--format", "json", "--no-nll", "--no-fmd"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert rows[0]["server_time"].startswith("modelled: profile remote (paper: paper section V-B")
+    md = CliRunner().invoke(app, ["report", str(tmp_path), "--format", "markdown", "--no-nll", "--no-fmd"]).stdout
+    assert "server time: modelled: profile remote (paper:" in md

@@ -40,8 +40,10 @@ def train_command(
     init_from: Annotated[Path | None, typer.Option(help="Checkpoint folder whose weights start the run.")] = None,
     max_shard_size: Annotated[str, typer.Option(help="Write the model as shards of this size, e.g. 15MB.")] = "",
 ) -> None:
-    """Train the model with teacher forcing on POP909's train split, validating on the valid
-    split on a fixed schedule; OUT keeps the best model by validation NLL."""
+    """Train the model with teacher forcing on POP909's train split.
+
+    It validates on the valid split on a fixed schedule; OUT keeps the best model by
+    validation NLL."""
     from streammuse.model.train import TrainSettings, train
 
     settings = TrainSettings(config=config, data=str(data), steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,

@@ -50,6 +50,7 @@ class Row:
     model_id: str | None = None
     name: str = ""  # the run folder, relative to the report's common folder (run_names)
     song_set: str = ""  # e.g. "16 songs x 16 bars": set where a report mixes song sets
+    server_time: str = ""  # where the run's server time came from (its manifest's label)
 
 
     @property
@@ -133,9 +134,11 @@ def _set_key(manifest: dict | None, row: Row) -> tuple:
 def describe_runs(rows: list[Row], folders: list[Path]) -> None:
     """Name each row's run (``Row.name``) and, where the rows cover different song sets,
     label each by its set (``Row.song_set``: "8 songs x 16 bars", "... of <testset>")."""
-    keys = [_set_key(_manifest(f), r) for r, f in zip(rows, folders)]
-    for r, name in zip(rows, run_names(folders)):
+    manifests = [_manifest(f) for f in folders]
+    keys = [_set_key(m, r) for r, m in zip(rows, manifests)]
+    for r, name, m in zip(rows, run_names(folders), manifests):
         r.name = name
+        r.server_time = (m or {}).get("server_time_label") or (m or {}).get("server_time", "")
     if len(set(keys)) < 2:
         return
     testsets = {k[0] for k in keys}
@@ -301,7 +304,8 @@ def render_rich(tables: dict[str, list[Row]], console, notes: list[str]) -> None
 
     for setting, rows in tables.items():
         heads, per_cell = headers(rows)
-        table = Table(title=f"{setting}", title_justify="left")
+        table = Table(title=f"{setting}", title_justify="left", caption=server_times(rows) or None,
+                      caption_justify="left")
         for i, h in enumerate(heads):
             table.add_column(escape(h), justify="left" if i in (0, len(heads) - 1) else "right")
         best = best_two(rows)
@@ -317,13 +321,26 @@ def render_rich(tables: dict[str, list[Row]], console, notes: list[str]) -> None
         console.print(f"note: {note}", markup=False)
 
 
+def server_times(rows: list[Row]) -> str:
+    """One line naming the server time behind a table's streaming rows (each distinct
+    label with its rows, when they differ)."""
+    labels: dict[str, list[str]] = {}
+    for r in rows:
+        if r.source == "ours" and not r.offline and r.server_time:
+            labels.setdefault(r.server_time, []).append(r.label)
+    if len(labels) == 1:
+        return f"server time: {next(iter(labels))}"
+    return "; ".join(f"server time {', '.join(rs)}: {label}" for label, rs in labels.items())
+
+
 def render_markdown(tables: dict[str, list[Row]], notes: list[str]) -> str:
     """GitHub markdown: a heading and a table per setting, the best values in bold (:func:`best_two`)."""
     out = []
     for setting, rows in tables.items():
         heads, per_cell = headers(rows)
         best = best_two(rows)
-        out += [f"**{setting}**", "", "| " + " | ".join(heads) + " |",
+        times = server_times(rows)
+        out += [f"**{setting}**", "", *([times, ""] if times else []), "| " + " | ".join(heads) + " |",
                 "| " + " | ".join(["---"] + ["---:"] * (len(heads) - 2) + ["---"]) + " |"]
         for i, r in enumerate(rows):
             values = cells(r, per_cell)
@@ -343,7 +360,7 @@ def _flat(rows_by_setting: dict[str, list[Row]]) -> list[dict]:
         for i, r in enumerate(rows):
             d = {"table": table, "setting": r.setting, "interval": r.interval, "gen_len": r.gen_len,
                  "source": r.source, "run": r.run, "n_songs": r.n_songs, "n_songs_expected": r.n_songs_expected,
-                 "label": r.label, "run_name": r.name or r.run}
+                 "label": r.label, "run_name": r.name or r.run, "server_time": r.server_time}
             d.update({k: r.metrics.get(k) for k, _, _ in COLUMNS})
             d.update({k: r.metrics.get(k) for k in MUSPY_KEYS})
             d["fmd_extractor"] = r.fmd_extractor
