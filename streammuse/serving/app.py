@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from streammuse.serving.jam import mount_jam
 from streammuse.serving.protocol import (
     MAX_GEN_LEN,
     CreateSessionRequest,
@@ -149,6 +150,7 @@ def create_app(store: SessionStore | None = None, token: str | None = None) -> F
         """Close a session."""
         _state(request, "store").close(session_id)
 
+    mount_jam(app, auth)  # the jam page (streammuse.serving.jam)
     return app
 
 
