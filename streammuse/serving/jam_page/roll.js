@@ -56,5 +56,8 @@ export class PianoRoll {
     for (const [onset, dur, pitch] of view.melody) box(onset, dur, pitch, COLOURS.melody);
     g.fillStyle = COLOURS.now;
     g.fillRect(x(view.nowTick), 0, 2, h);
+    g.font = '11px sans-serif';
+    g.fillStyle = COLOURS.bar;
+    for (let p = LOW; p <= HIGH; p += 12) g.fillText(`C${p / 12 - 1}`, 3, Math.max(11, y(p) - 2));
   }
 }
