@@ -78,6 +78,7 @@ def test_take_becomes_a_run_folder_that_evaluate_reads(tmp_path):
     assert summary["metrics"]["isr"] == 1.0
     assert summary["metrics"]["staleness"] == pytest.approx(5 / 6)
     assert summary["coverage"]["system"] == 1
+    assert "a jam take has no ground truth: JSD and FMD left out" in summary["problems"]
 
 
 def test_a_page_that_broke_the_rules_is_counted(tmp_path):

@@ -34,7 +34,7 @@ from streammuse.errors import StreamMuseError
 from streammuse.serving.protocol import MAX_GEN_LEN, SamplingSettings, WireFrame
 
 SETTING = "jam"
-MAX_TAKE_TICKS = 1 << 14  # 17 minutes at 240 BPM; the 1 MiB body limit binds first (about 10 min at 120 BPM)
+MAX_TAKE_TICKS = 1 << 14  # 17 minutes at 240 BPM; the 1 MiB body limit binds first (~250 B/tick: 9 min at 120 BPM)
 
 Pitch = Annotated[int, Field(ge=vocab.MIN_PITCH, le=vocab.MAX_PITCH)]
 PlayedNote = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=1)], Pitch]  # onset, duration, pitch
