@@ -13,7 +13,8 @@ delays, in send order (the sim draws delays in send order too):
 * back: the other half of the network time,
 
 where network = RTT - inference_ms - queue_ms. A request the server superseded or that
-failed has no server time of its own: it gets the median network time of the others.
+failed has no times of its own: it gets the median network and server times of the
+others (should the sim run it, it takes as long as a typical request did).
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ class TakeDelays:
         answered = {r.request_id: _network_ms(r) for r in take.requests
                     if r.status in ("ok", "late") and r.recv_ms is not None}
         median_net = float(np.median(list(answered.values()))) if answered else 0.0
+        servers = [r.inference_ms or 0.0 for r in take.requests if r.request_id in answered]
+        median_server = float(np.median(servers)) if servers else 0.0
         self.draws: list[DelayDraw] = []
         for r in sorted(take.requests, key=lambda r: r.request_id):
             send_late = max(0.0, r.send_ms - r.send_tick * tau)
             net = answered.get(r.request_id, median_net)
-            server = (r.inference_ms or 0.0) if r.request_id in answered else 0.0
+            server = (r.inference_ms or 0.0) if r.request_id in answered else median_server
             self.draws.append(DelayDraw(net, net / 2.0 + send_late, net / 2.0, server))
         self._next = 0
 

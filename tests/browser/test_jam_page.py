@@ -46,11 +46,14 @@ PITCH = dict(zip(SCALE, [60, 62, 64, 65, 67, 69, 71, 72]))
 PRESS_EARLY_MS = 20.0  # keys go down just before the onset, as players do; released mid-tick
 RELEASE_MS = 60.0
 # Tolerances of the take against its replay. The replay gives each request the delays
-# the page measured, but on a virtual clock: queueing is re-created by the sim's server
-# model, so an answer within a few ms of an onset may fall on the other side of it (on a
-# machine at load 15, 63 of 64 ticks played the same frame; ISR 0.234 vs 0.250).
-ISR_TOL, STALENESS_TOL, CR_TOL = 0.05, 0.25, 0.1
-MIN_SAME_FRAME_SHARE = 0.9  # ticks that played the same request's same frame in both
+# the page measured, but the server's queue is the sim's model of it: on a busy machine
+# two requests a few ms apart may reach the server in the other order there, and then
+# another one is superseded. At load 15 (RTT p50 650 ms) that moved 3 of 64 ticks once,
+# and none once the replay gave superseded requests a typical server time.
+TICK_TOL = 4  # ticks of the 64 that may differ
+ISR_TOL = ISR_W_TOL = TICK_TOL / (BARS * 16)  # each differing tick moves ISR, ISR_w by <= 1/N
+STALENESS_TOL = 0.5  # a mean over the ticks played: few of them when the machine is busy
+MIN_SAME_FRAME_SHARE = 1 - ISR_TOL  # ticks that played the same request's same frame (or missed) in both
 
 
 def scripted_melody() -> list[tuple[int, int, str]]:
@@ -184,27 +187,40 @@ def test_jam_take_follows_the_rules_and_matches_a_file_replay(engine, browser, t
     summary = {k: (m[k], r[k], ideal["metrics"][k]) for k in ("isr", "staleness", "isr_w", "cr", "ur")}
     print("take / its replay / replay on the local profile:", json.dumps(summary))
     assert abs(m["isr"] - r["isr"]) <= ISR_TOL, summary
+    assert abs(m["isr_w"] - r["isr_w"]) <= ISR_W_TOL, summary
     assert abs(m["staleness"] - r["staleness"]) <= STALENESS_TOL, summary
-    assert abs(m["cr"] - r["cr"]) <= CR_TOL, summary
     _assert_same_music(run, replay)
 
 
+def _keys(run: Path) -> tuple[list, list[int]]:
+    """Per tick (request tick, frame index) or None for a miss; the request ticks the
+    server ran (answered ok or late), in send order."""
+    ticks = pd.read_parquet(run / "ticks.parquet")
+    requests = pd.read_parquet(run / "requests.parquet").set_index("request_id").sort_index()
+    keys = [(int(requests.at[i, "request_tick"]), int(s)) if i >= 0 else None
+            for i, s in zip(ticks["request_id"], ticks["staleness"])]
+    ran = [int(s) for s, st in zip(requests["request_tick"], requests["status"]) if st in ("ok", "late")]
+    return keys, ran
+
+
 def _assert_same_music(take_run: Path, replay_run: Path) -> None:
-    """Where the take and the replay played the same request's same frame, the notes are
-    the same: the page sent the server exactly the melody the file replay sent."""
+    """Nearly every tick played the same request's same frame in both; and where that
+    request ran on the same server history in both (the same requests ran before it), the
+    same notes: the page sent the server exactly the melody the file replay sent."""
     from streammuse.metrics.evaluate import read_performance
 
-    a = pd.read_parquet(take_run / "ticks.parquet")
-    b = pd.read_parquet(replay_run / "ticks.parquet")
-    ra = pd.read_parquet(take_run / "requests.parquet").set_index("request_id")["request_tick"]
-    rb = pd.read_parquet(replay_run / "requests.parquet").set_index("request_id")["request_tick"]
-    key_a = [(ra[i], s) if i >= 0 else None for i, s in zip(a["request_id"], a["staleness"])]
-    key_b = [(rb[i], s) if i >= 0 else None for i, s in zip(b["request_id"], b["staleness"])]
-    same = [t for t, (x, y) in enumerate(zip(key_a, key_b)) if x is not None and x == y]
-    assert len(same) >= MIN_SAME_FRAME_SHARE * len(a), f"only {len(same)} of {len(a)} ticks played the same frame"
+    (ka, ran_a), (kb, ran_b) = _keys(take_run), _keys(replay_run)
+    same = [t for t, (x, y) in enumerate(zip(ka, kb)) if x == y]
+    assert len(same) >= MIN_SAME_FRAME_SHARE * len(ka), f"only {len(same)} of {len(ka)} ticks played the same frame"
+    common = set()
+    for x, y in zip(ran_a, ran_b):
+        if x != y:
+            break
+        common.add(x)
+    compared = {t for t in same if ka[t] is not None and ka[t][0] in common}
     pa, pb = (read_performance(r / "songs" / "take.mid").accompaniment for r in (take_run, replay_run))
-    onsets = set(same)
     # (onset, pitch): a MIDI note is cut where its pitch starts again, which may differ later
-    notes_a = {(o, p) for o, _, p in pa.tolist() if o in onsets}
-    notes_b = {(o, p) for o, _, p in pb.tolist() if o in onsets}
-    assert notes_a == notes_b and notes_a
+    notes_a = {(o, p) for o, _, p in pa.tolist() if o in compared}
+    notes_b = {(o, p) for o, _, p in pb.tolist() if o in compared}
+    print(f"same frame on {len(same)}/{len(ka)} ticks; notes compared on {len(compared)} ticks")
+    assert compared and notes_a == notes_b
