@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import webbrowser
@@ -18,12 +17,8 @@ _console = Console()
 
 
 def _engine(checkpoint: Path | None, random_weights: bool):
-    import torch
-
     from streammuse.model.engine import StreamingEngine
 
-    # The browser shares this host: leave it a core (as the embedded IPC server does).
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     if random_weights:
         return StreamingEngine.random("tiny", seed=0)
     if checkpoint is not None and not checkpoint.is_dir():

@@ -9,12 +9,17 @@ machine where many answers came late. Each request k of the take gives the sim i
 delays, in send order (the sim draws delays in send order too):
 
 * out: half the network time, plus how late the page sent it after its tick's onset;
-* server: the measured ``inference_ms`` (queueing emerges from the sim's server);
+* server: the measured ``inference_ms`` plus its part of ``queue_ms`` that is the
+  server's batch window (the batcher waits up to ``max_wait_ms`` for other sessions'
+  requests before it runs; the rest of the queue, waiting for the session's previous
+  request, the sim's server re-creates);
 * back: the other half of the network time,
 
 where network = RTT - inference_ms - queue_ms. A request the server superseded or that
 failed has no times of its own: it gets the median network and server times of the
-others (should the sim run it, it takes as long as a typical request did).
+others (should the sim run it, it takes as long as a typical request did). The page's
+times are on the audio clock, which moves in render quanta (128 frames, 2.9 ms at 44.1
+kHz); the replay uses them as the page recorded them, as the page's own decisions did.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from streammuse.datasets.song import note_array
 from streammuse.serving.protocol import CreateSessionRequest
 
 REPLAY_SETTING = f"{SETTING}-replay"
+# The batcher's wait for company (serving.sessions.StoreOptions.max_wait_ms, 2 ms) plus the
+# event loop's hand-over: the queue_ms the page saw when the server was idle was 2.4-3.2 ms.
+BATCH_WINDOW_MS = 3.0
 
 
 class TakeDelays:
@@ -42,13 +50,13 @@ class TakeDelays:
         answered = {r.request_id: _network_ms(r) for r in take.requests
                     if r.status in ("ok", "late") and r.recv_ms is not None}
         median_net = float(np.median(list(answered.values()))) if answered else 0.0
-        servers = [r.inference_ms or 0.0 for r in take.requests if r.request_id in answered]
+        servers = [_server_ms(r) for r in take.requests if r.request_id in answered]
         median_server = float(np.median(servers)) if servers else 0.0
         self.draws: list[DelayDraw] = []
         for r in sorted(take.requests, key=lambda r: r.request_id):
             send_late = max(0.0, r.send_ms - r.send_tick * tau)
             net = answered.get(r.request_id, median_net)
-            server = (r.inference_ms or 0.0) if r.request_id in answered else median_server
+            server = _server_ms(r) if r.request_id in answered else median_server
             self.draws.append(DelayDraw(net, net / 2.0 + send_late, net / 2.0, server))
         self._next = 0
 
@@ -62,6 +70,10 @@ class TakeDelays:
     def server_ms(self, gen_len: int) -> float:
         """0: each request's server time is in its draw."""
         return 0.0
+
+
+def _server_ms(r) -> float:
+    return (r.inference_ms or 0.0) + min(r.queue_ms or 0.0, BATCH_WINDOW_MS)
 
 
 def _network_ms(r) -> float:

@@ -2,7 +2,9 @@
 
 One process, no Ray: :func:`~streammuse.serving.app.create_app` over a
 :class:`~streammuse.serving.sessions.SessionStore` on one engine, served by uvicorn in
-a background thread on a localhost port. Takes are written under ``runs``.
+a background thread on a localhost port. Takes are written under ``runs``. Starting it
+sets torch's thread count for this process to one core fewer than the machine has;
+stopping it restores the count.
 """
 
 from __future__ import annotations
@@ -15,6 +17,17 @@ from pathlib import Path
 from streammuse.errors import StreamMuseError
 
 START_TIMEOUT_S = 30.0
+
+
+def leave_a_core() -> int:
+    """The browser plays on this host too: torch gets one core fewer (as the embedded IPC
+    server does); with torch on every core, each parallel region waits for the thread the
+    browser preempted. Returns the thread count it replaced."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    return before
 
 
 def warm_up(engine) -> None:
@@ -37,6 +50,7 @@ class JamServer:
         self.host, self.port = host, port
         self._server = None
         self._thread: threading.Thread | None = None
+        self._threads_before: int | None = None
 
     @property
     def url(self) -> str:
@@ -50,6 +64,7 @@ class JamServer:
         from streammuse.serving.app import create_app
         from streammuse.serving.sessions import SessionStore
 
+        self._threads_before = leave_a_core()
         warm_up(self.engine)
         app = create_app(SessionStore(self.engine), token=self.token)
         app.state.jam_runs, app.state.jam_profile = self.runs, self.profile
@@ -72,6 +87,11 @@ class JamServer:
             self._server.should_exit = True
             self._thread.join(10)
             self._server = None
+        if self._threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
     def __enter__(self) -> "JamServer":
         return self.start()
