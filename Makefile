@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 SM := $(VENV)/bin/streammuse
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup run test bench clean
+.PHONY: all setup run test test-browser bench clean
 
 all: run
 
@@ -30,6 +30,17 @@ run: setup
 test: setup
 	$(PY) -m pytest -q
 	$(SM) gate
+
+# The jam page in a real headless Chromium (tests/browser): plays a scripted melody at
+# 120 BPM through the page against the embedded server and checks the take. Not part of
+# `make test`: it installs Debian's chromium + chromium-driver (a 164 MB download, 505 MB on disk, as root), and
+# it plays in real time, so its timings depend on how busy the machine is. Run it before
+# every change to the page (streammuse/serving/jam_page/); it rewrites docs/img/jam.png.
+test-browser: setup
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+	$(PY) -m pip install -q -e '.[test,browser]'
+	$(PY) -m pytest -q -s tests/browser
 
 clean:
 	rm -rf $(VENV) .pytest_cache

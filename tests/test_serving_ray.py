@@ -73,3 +73,11 @@ def test_a_killed_replica_session_rebuilds_from_context(url):
             assert list(pool.map(Song.step_rebuilding, songs)) == ["ok", "ok"]
     assert songs[0].rebuilds >= 1 and songs[0].replica != victim
     assert [len(s.played) for s in songs] == [5, 5]
+
+
+def test_the_jam_page_is_served_through_ray_serve(url):
+    """`streammuse jam --server URL` opens URL/jam/: the Serve ingress serves the page too."""
+    page = httpx.get(f"{url}/jam/", timeout=30.0)
+    assert page.status_code == 200 and 'src="static/jam.js"' in page.text
+    assert "text/javascript" in httpx.get(f"{url}/jam/static/client.js", timeout=30.0).headers["content-type"]
+    assert httpx.get(f"{url}/jam/config.json", timeout=30.0).json()["takes"] is False  # replicas keep no takes

@@ -59,6 +59,8 @@ COMMAND_MODULES: list[str] = [
     "streammuse.cli.serve",
     "streammuse.cli.replay",
     "streammuse.cli.train",
+    "streammuse.cli.jam",
+    "streammuse.cli.render",
 ]
 
 for _name in COMMAND_MODULES:

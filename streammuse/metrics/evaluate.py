@@ -126,6 +126,9 @@ def load_truth(data: RunData) -> dict[str, Song]:
 
     folder = data.manifest.get("testset")
     names = [p.name for p in data.performances]
+    if not folder and data.setting == "jam":
+        data.problems.append("a jam take has no ground truth: JSD and FMD left out")
+        return {}
     if not folder or not Path(folder).is_dir():
         data.problems.append(f"test set {folder!r} not found: JSD and FMD left out")
         return {}

@@ -33,6 +33,7 @@ from streammuse.contract import (
 from streammuse.core.drivers import RealtimeDriver
 from streammuse.core.session_ids import SECRET_ENV
 from streammuse.core.sessions import CoreOptions, SessionCore
+from streammuse.serving.jam import mount_jam
 
 TOKEN_ENV = "STREAMMUSE_TOKEN"
 MAX_BODY_BYTES = 1 << 20  # a 4096-tick context is ~200 kB of JSON
@@ -183,6 +184,7 @@ def create_app(driver=None, token: str | None = None) -> FastAPI:
         _check_session_header(request, session_id)
         _state(request, "driver").close(session_id)
 
+    mount_jam(app, auth)  # the jam page (streammuse.serving.jam)
     return app
 
 

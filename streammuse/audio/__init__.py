@@ -1,0 +1,1 @@
+"""Audio: the jam page's synth voice in numpy and ``streammuse render``."""
