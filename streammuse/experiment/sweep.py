@@ -79,9 +79,10 @@ def run_sweep_on_ray(configs: list[ReplayConfig], n_songs: int, model: str | Non
         raise StreamMuseError("--ray runs sim-clock or offline configurations; a wall-clock replay needs its server")
     started_here = not ray.is_initialized()
     if started_here:
+        from streammuse.serving.raylocal import init_quietly
+
         try:
-            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, namespace="streammuse-sweep",
-                     num_cpus=None if ray_address else os.cpu_count(), configure_logging=False)
+            init_quietly(ray_address, None if ray_address else os.cpu_count())
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise StreamMuseError(f"cannot reach the Ray cluster {ray_address or '(local)'}: {exc}") from None
     try:

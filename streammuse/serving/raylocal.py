@@ -44,7 +44,7 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
 
     port = port or free_port()
     if not ray.is_initialized():
-        _init_quietly(address, num_cpus)
+        init_quietly(address, num_cpus)
     _start_serve(host, port)
     try:
         serve.run(build_app(options), name=APP_NAME, route_prefix="/", blocking=False)
@@ -89,7 +89,8 @@ def _start_serve(host: str, port: int, attempts: int = 3) -> None:
             raise StreamMuseError(f"Ray Serve could not start its HTTP proxy on {host}:{port}: {first}") from None
 
 
-def _init_quietly(address: str | None, num_cpus: int | None) -> None:
+def init_quietly(address: str | None, num_cpus: int | None) -> None:
+    """Start (or join) Ray without its token warning and INFO lines; SIGTERM stops it cleanly."""
     import ray
 
     # Ray enables token authentication for a new local instance and warns that it did:
