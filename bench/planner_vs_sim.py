@@ -25,7 +25,7 @@ from rich.table import Table
 from streammuse.experiment.config import ReplayConfig
 from streammuse.experiment.replay import load_songs, realtime_summary, resolve_profile, run_pair
 from streammuse.model.engine import StreamingEngine
-from streammuse.planner.feasibility import Verdict, classify, rt95_ticks
+from streammuse.feasibility import Verdict, classify, rt95_ticks
 from streammuse.planner.profile_fit import f95_from_profile
 
 SETTINGS = ("local", "local-server", "remote")

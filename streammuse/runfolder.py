@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 REQUEST_COLUMNS = ["song", "request_id", "send_tick", "request_tick", "gen_len", "send_ms", "recv_ms",
-                   "rtt_ms", "inference_ms", "queue_ms", "network_ms", "status"]
-TICK_COLUMNS = ["song", "tick", "available", "staleness", "request_id", "fresh"]
+                   "rtt_ms", "inference_ms", "queue_ms", "network_ms", "status", "interval", "rt95_est_ms"]
+TICK_COLUMNS = ["song", "tick", "available", "staleness", "request_id", "fresh", "interval", "gen_len"]
+# The adaptive client's changes of (I, GL) (client.adaptive.Switch); empty for a fixed pair.
+SWITCH_COLUMNS = ["song", "tick", "old_interval", "old_gen_len", "new_interval", "new_gen_len", "rt95_ms", "reason"]
 DONE_DIR = "done"
 
 

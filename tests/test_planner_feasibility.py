@@ -6,7 +6,7 @@ import math
 import pytest
 
 from streammuse.errors import StreamMuseError
-from streammuse.planner.feasibility import (
+from streammuse.feasibility import (
     Verdict,
     classify,
     infeasible_advice,

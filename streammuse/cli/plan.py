@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streammuse.errors import StreamMuseError
-from streammuse.planner.feasibility import Plan, Verdict, infeasible_advice, plan_bpm
+from streammuse.feasibility import Plan, Verdict, infeasible_advice, plan_bpm
 from streammuse.planner.profile_fit import f95_from_profile, load_profile
 from streammuse.rtt import QuadraticFit
 

@@ -15,6 +15,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
+from streammuse.client.adaptive import AdaptiveSettings
 from streammuse.experiment import config as xc
 from streammuse.experiment import replay as rp
 from streammuse.experiment import servers as xs
@@ -45,6 +46,7 @@ def replay(
     servers: Annotated[str, typer.Option(help="Sim clock: shared (the songs playing at once share one replica) or per-song (each its own: the paper's single user).")] = "shared",
     random_weights: Annotated[bool, typer.Option(help="Random tiny weights instead of a checkpoint (tests, speed).")] = False,
     auto: Annotated[bool, typer.Option(help="Take (I, GL) from the planner for this profile and BPM (equation 3).")] = False,
+    adaptive: Annotated[bool, typer.Option("--adaptive", help="Re-plan (I, GL) during each song from the client's own RTTs (equation 3), starting from --interval/--gen-len (or --auto's pair).")] = False,
     ray: Annotated[bool, typer.Option("--ray", help="Run the sweep's configurations as Ray tasks (sim clock, offline).")] = False,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster for --ray (e.g. ray://head:10001); default: a local Ray instance.")] = None,
 ) -> None:
@@ -59,7 +61,7 @@ def replay(
         testset=testset, setting=setting, bpm=bpm, interval=interval, gen_len=gen_len, server=server,
         profile=str(profile) if profile else None, clock=clock, concurrency=concurrency,
         songs=songs or None, max_bars=max_bars or None, seed=seed, out=out, resume=resume, server_time=server_time,
-        front=front, servers=servers,
+        front=front, servers=servers, adaptive=AdaptiveSettings() if adaptive else None,
     )
     pairs = _pairs(cfg, sweep)
     profile_obj = rp.resolve_profile(cfg)
@@ -89,6 +91,7 @@ def _play(cfg, pairs, song_list, profile_obj, model, random_weights, started: li
             for i, gl in pairs:
                 pair_cfg = cfg.with_pair(i, gl)
                 label = "offline" if cfg.setting == "offline" else f"{cfg.setting} I={i} GL={gl}"
+                label += " adaptive" if cfg.adaptive is not None else ""
                 task = progress.add_task(f"  {label}", total=len(song_list))
 
                 def tick(name: str, task=task) -> None:
@@ -250,7 +253,8 @@ def summary_table(results) -> Table:
         counts = reqs["status"].value_counts()
         outcome = "/".join(str(int(counts.get(k, 0))) for k in ("ok", "late", "superseded", "failed"))
         jitter = f"{np.percentile(lateness, 99):.2f}" if lateness else "-"
-        table.add_row(cfg.setting, str(cfg.interval), str(cfg.gen_len), str(ticks["song"].nunique()),
+        setting = cfg.setting if cfg.adaptive is None else f"{cfg.setting} adaptive (from)"
+        table.add_row(setting, str(cfg.interval), str(cfg.gen_len), str(ticks["song"].nunique()),
                       f"{m['isr']:.4f}", f"{m['staleness']:.3f}", f"{m['isr_w']:.4f}", outcome, jitter)
     table.caption = "runs: " + ", ".join(str(path) for _, path, _ in results)
     return table

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from streammuse.client.adaptive import Adapter
 from streammuse.client.buffer import Played, TickBuffer
 from streammuse.contract import InferRequest, InferResponse, SessionContext, frames_to_wire
 from streammuse.datasets.song import Song, note_array
@@ -53,11 +54,14 @@ class RequestRecord:
     queue_ms: float = math.nan
     network_ms: float = math.nan
     status: str = "pending"
+    interval: int = 0  # I in force when it was sent
+    rt95_est_ms: float = math.nan  # adaptive client: f95_hat(GL) when it was sent
 
 
 @dataclass
 class TickRecord:
-    """One tick's row in ``ticks.parquet``: I(t), S(t) and the frame's request."""
+    """One tick's row in ``ticks.parquet``: I(t), S(t), the frame's request, and the
+    pair (I, GL) in force at the tick's onset."""
 
     song: str
     tick: int
@@ -65,6 +69,8 @@ class TickRecord:
     staleness: int
     request_id: int
     fresh: bool = False
+    interval: int = 0
+    gen_len: int = 0
 
 
 class MelodyInput:
@@ -91,11 +97,13 @@ class Player:
     def __init__(self, n_ticks: int) -> None:
         self.buffer = TickBuffer(n_ticks)
         self.played: list[Played] = []
+        self.pairs: list[tuple[int, int]] = []
 
-    def play(self, tick: int) -> Played:
-        """Play tick ``tick`` from the buffer."""
+    def play(self, tick: int, pair: tuple[int, int] = (0, 0)) -> Played:
+        """Play tick ``tick`` from the buffer (``pair``: the (I, GL) in force, for the log)."""
         p = self.buffer.play(tick)
         self.played.append(p)
+        self.pairs.append(pair)
         return p
 
     def played_wire(self, stop: int) -> list[list]:
@@ -105,11 +113,13 @@ class Player:
 
 @dataclass
 class InferenceRole:
-    """The inference role: request schedule (every I ticks), melody chunks, backoff."""
+    """The inference role: request schedule (every I ticks from ``phase``), melody
+    chunks, backoff."""
 
     interval: int
     gen_len: int
     n_ticks: int
+    phase: int = 0  # requests go for s = phase + k I (an adaptive switch moves it)
     acked_until: int = 0  # the server has answered a request for this tick, so holds M[<it]
     failures: int = 0  # consecutive failed requests
     next_allowed_send_tick: int = -1
@@ -118,9 +128,14 @@ class InferenceRole:
     def due(self, tick: int) -> int | None:
         """The request tick s to send at the onset of ``tick`` (s = tick + 1), or None."""
         s = tick + 1
-        if s >= self.n_ticks or s % self.interval or tick < self.next_allowed_send_tick:
+        if s >= self.n_ticks or (s - self.phase) % self.interval or tick < self.next_allowed_send_tick:
             return None
         return s
+
+    def switch(self, tick: int, interval: int, gen_len: int) -> None:
+        """Take the pair (I, GL) from the onset of ``tick``: the next request is for
+        s = tick + 1, then every I ticks."""
+        self.interval, self.gen_len, self.phase = interval, gen_len, tick + 1
 
     def on_failure(self, now_tick: int) -> None:
         """Back off: after k failures in a row, wait I * 2^(k-1) ticks (at most 64)."""
@@ -138,9 +153,11 @@ class SongClient:
         interval: I, ticks between requests.
         gen_len: GL, ticks asked for per request.
         tau_ms: tau = 60000 / (4 BPM), one tick in ms.
+        adapter: re-plans (I, GL) during the song (``client.adaptive``); None: fixed pair.
     """
 
-    def __init__(self, name: str, melody_frames: np.ndarray, interval: int, gen_len: int, tau_ms: float) -> None:
+    def __init__(self, name: str, melody_frames: np.ndarray, interval: int, gen_len: int, tau_ms: float,
+                 adapter: Adapter | None = None) -> None:
         self.name = name
         self.n_ticks = len(melody_frames)
         self.tau_ms = tau_ms
@@ -148,23 +165,32 @@ class SongClient:
         self.inference = InferenceRole(interval, gen_len, self.n_ticks)
         self.player = Player(self.n_ticks)
         self.requests: list[RequestRecord] = []
+        self.adapter = adapter
 
     # -- the clock calls this at each onset -------------------------------------------
     def on_tick(self, tick: int, now_ms: float) -> list[tuple[RequestRecord, InferRequest]]:
         """Onset of tick ``tick`` (-1 is the count-in): play A[t], release M[t], maybe send.
 
         Order matters: the slot is played before anything else can arrive in this tick,
-        which is what makes the arrival rule strict.
+        which is what makes the arrival rule strict. An adaptive client re-plans after
+        playing, so a new pair's first request goes out at this very onset.
         """
+        inf = self.inference
         if tick >= 0:
-            self.player.play(tick)
+            self.player.play(tick, (inf.interval, inf.gen_len))
             self.input.release(tick)
+        if self.adapter is not None:
+            new = self.adapter.decide(tick, inf.interval, inf.gen_len)
+            if new is not None:
+                inf.switch(tick, *new)
         s = self.inference.due(tick)
         return [] if s is None else [self._request(s, tick, now_ms)]
 
     def _request(self, s: int, tick: int, now_ms: float) -> tuple[RequestRecord, InferRequest]:
         inf = self.inference
-        rec = RequestRecord(self.name, len(self.requests), tick, s, inf.gen_len, now_ms)
+        rec = RequestRecord(self.name, len(self.requests), tick, s, inf.gen_len, now_ms, interval=inf.interval)
+        if self.adapter is not None:
+            rec.rt95_est_ms = self.adapter.rt95_ms(inf.gen_len)
         self.requests.append(rec)
         if inf.need_context:
             context = SessionContext(
@@ -200,6 +226,8 @@ class SongClient:
         self.inference.acked_until = max(self.inference.acked_until, rec.request_tick)
         late = self.player.buffer.next_tick > rec.request_tick
         rec.status = "late" if late else "ok"
+        if self.adapter is not None:
+            self.adapter.estimate.add(rec.gen_len, rec.rtt_ms, rec.inference_ms)
         frames = [[list(n) for n in f] for f in response.accompaniment]
         return self.player.buffer.offer(rec.request_id, rec.request_tick, frames)
 
@@ -236,13 +264,17 @@ class SongClient:
             newest[rec.request_tick : rec.request_tick + rec.gen_len] = rec.request_id
         return [
             TickRecord(self.name, p.tick, int(p.available), p.staleness, p.request_id,
-                       bool(p.available and p.request_id == newest[p.tick]))
-            for p in self.player.played
+                       bool(p.available and p.request_id == newest[p.tick]), *pair)
+            for p, pair in zip(self.player.played, self.player.pairs)
         ]
 
     def request_rows(self) -> list[dict]:
         """requests.parquet rows."""
         return [asdict(r) for r in self.requests]
+
+    def switch_rows(self) -> list[dict]:
+        """switches.parquet rows: the adaptive client's changes of pair (none for a fixed pair)."""
+        return [asdict(s) for s in self.adapter.switches] if self.adapter is not None else []
 
     def performance(self, melody: np.ndarray) -> Song:
         """The performance as heard: the true melody and the accompaniment as played."""

@@ -146,7 +146,7 @@ class _Sim:
 
     def _onset(self, now: float, song: SimSong, tick: int) -> None:
         for rec, req in song.client.on_tick(tick, now - song.origin_ms):
-            sent = _Sent(song, rec, req, song.injector.draw())
+            sent = _Sent(song, rec, req, song.injector.draw(rec.send_ms))
             song.in_flight += 1
             self.timeline.push(now + sent.draw.request_ms, _ARRIVE, sent)
 
@@ -174,7 +174,8 @@ class _Sim:
             self._reply(now, sent)
 
     def _reply(self, now: float, sent: _Sent) -> None:
-        delay = sent.draw.response_ms + sent.draw.server_jitter_ms
+        answered = sent.task.done() and not sent.task.cancelled() and sent.task.exception() is None
+        delay = sent.draw.response_delay_ms(sent.task.result().inference_ms if answered else 0.0)
         self.timeline.push(now + delay, _ANSWER, (sent, sent.task))
 
     async def _answer(self, now: float, sent: _Sent, task: asyncio.Task) -> None:

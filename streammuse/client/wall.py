@@ -68,7 +68,7 @@ class WallSong:
     async def _send(self, rec: RequestRecord, req: InferRequest) -> None:
         from streammuse.client.transports import ServerUnavailable, UnknownSession
 
-        draw = self.injector.draw()
+        draw = self.injector.draw(rec.send_ms)
         await asyncio.sleep(draw.request_ms / 1000.0)
         # The client's own deadline: past the onset of the last tick this request covers
         # its answer is of no use, so a dead or swamped server is detected in GL ticks,
@@ -85,7 +85,7 @@ class WallSong:
         except (ServerUnavailable, OSError, TimeoutError):
             self.client.on_error(rec, self.clock.now_ms(), unknown_session=False)
             return
-        await asyncio.sleep((draw.response_ms + draw.server_jitter_ms) / 1000.0)
+        await asyncio.sleep(draw.response_delay_ms(response.inference_ms) / 1000.0)
         self.client.on_reply(rec, response, self.clock.now_ms(), draw.network_ms)
 
     async def _open_with_retry(self) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from streammuse.client.adaptive import AdaptiveSettings
 from streammuse.contract import MAX_BPM, MAX_GEN_LEN, MIN_BPM, SamplingSettings
 from streammuse.errors import StreamMuseError
 
@@ -24,6 +25,8 @@ class ReplayConfig:
     follows); ``measured`` takes the batch's engine compute time on this machine.
     ``front`` (sim clock): ``core`` calls the session core directly; ``http`` sends
     every request through the real FastAPI app in process (httpx's ASGI transport).
+    ``adaptive``: each song's client re-plans (I, GL) from its own RTTs
+    (``client.adaptive``), starting from ``(interval, gen_len)``.
     """
 
     testset: Path
@@ -43,6 +46,7 @@ class ReplayConfig:
     server_time: str = "modelled"
     front: str = "core"
     servers: str = "shared"  # sim: one replica for the songs playing at once, or one per song
+    adaptive: AdaptiveSettings | None = None  # re-plan (I, GL) during each song; (interval, gen_len) is the start
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
 
     def validate(self) -> None:
@@ -63,6 +67,8 @@ class ReplayConfig:
             raise StreamMuseError(f"--front must be one of {', '.join(FRONTS)}")
         if self.servers not in SERVERS:
             raise StreamMuseError(f"--servers must be one of {', '.join(SERVERS)}")
+        if self.adaptive is not None and self.setting == "offline":
+            raise StreamMuseError("--adaptive re-plans against latency; the offline baseline has none")
 
     def with_pair(self, interval: int, gen_len: int) -> ReplayConfig:
         """The same config for another (I, GL) pair."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from streammuse.client.adaptive import Adapter
 from streammuse.client.latency import LatencyInjector, LatencyProfile, load_profile
 from streammuse.client.session import SongClient
 from streammuse.contract import CreateSessionRequest, frame_to_wire, tau_ms
@@ -67,12 +68,15 @@ def _clients(cfg: ReplayConfig, songs: list[Song], done: set[str], factory=None)
     for index, song in enumerate(songs):
         if song.name not in done:
             m, _, _ = song_to_frames(song)
-            yield index, song, factory(song.name, m, cfg.interval, cfg.gen_len, tau_ms(cfg.bpm))
+            tau = tau_ms(cfg.bpm)
+            extra = {} if cfg.adaptive is None else {"adapter": Adapter(song.name, tau, cfg.adaptive)}
+            yield index, song, factory(song.name, m, cfg.interval, cfg.gen_len, tau, **extra)
 
 
 def _save(writer: RunWriter, client: SongClient, melody_notes: np.ndarray, bpm: float) -> None:
-    writer.write_song(client.performance(melody_notes), bpm,
-                      client.request_rows(), [asdict(t) for t in client.tick_records()])
+    switches = client.switch_rows() if client.adapter is not None else None
+    writer.write_song(client.performance(melody_notes), bpm, client.request_rows(),
+                      [asdict(t) for t in client.tick_records()], switches)
 
 
 def replay_sim(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWriter, profile: LatencyProfile,

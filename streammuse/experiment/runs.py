@@ -29,7 +29,7 @@ from streammuse.datasets.song import Song
 from streammuse.datasets.tick_grid import song_to_midi
 from streammuse.errors import StreamMuseError
 
-from streammuse.runfolder import REQUEST_COLUMNS, TICK_COLUMNS, done_songs, mark_done
+from streammuse.runfolder import REQUEST_COLUMNS, SWITCH_COLUMNS, TICK_COLUMNS, done_songs, mark_done
 
 
 def run_name(setting: str, interval: int, gen_len: int, date: dt.date | None = None) -> str:
@@ -51,7 +51,7 @@ def new_run_dir(out: Path, setting: str, interval: int, gen_len: int) -> Path:
 # The manifest keys that fix what a run measures: --resume continues only a folder whose
 # saved values equal the command's.
 RESUME_KEYS = ("setting", "interval", "gen_len", "bpm", "clock", "server_time", "front", "servers", "profile", "seed",
-               "sampling", "testset", "songs", "max_bars", "concurrency", "model_id")
+               "sampling", "testset", "songs", "max_bars", "concurrency", "model_id", "adaptive")
 
 
 def manifest(cfg, profile, songs, model_id: str, server_time_label: str) -> dict:
@@ -68,7 +68,8 @@ def manifest(cfg, profile, songs, model_id: str, server_time_label: str) -> dict
         "server": cfg.server, "profile": profile.to_dict(), "seed": cfg.seed,
         "sampling": cfg.sampling.model_dump(), "model_id": model_id, "git_rev": git_rev(), "machine": machine(),
         "testset": str(Path(cfg.testset).resolve()), "songs": [s.name for s in songs], "max_bars": cfg.max_bars,
-        "concurrency": cfg.concurrency, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "concurrency": cfg.concurrency,
+        "adaptive": cfg.adaptive.to_dict() if cfg.adaptive is not None and not offline else None, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "streammuse_version": getattr(streammuse, "__version__", "0.1.0"),
     }
 
@@ -112,7 +113,8 @@ def open_run_folder(cfg, profile, songs, model_id: str, server_time_label: str) 
         found = find_resumable(out, wanted)
         if found is not None:
             return RunWriter(found)
-    writer = RunWriter(new_run_dir(out, cfg.setting, wanted["interval"], wanted["gen_len"]))
+    setting = cfg.setting if wanted["adaptive"] is None else f"{cfg.setting}-adaptive"
+    writer = RunWriter(new_run_dir(out, setting, wanted["interval"], wanted["gen_len"]))
     writer.write_manifest(wanted)
     return writer
 
@@ -172,8 +174,10 @@ class RunWriter:
         """Names of the songs already finished."""
         return done_songs(self.path)
 
-    def write_song(self, performance: Song, bpm: float, requests: list[dict], ticks: list[dict]) -> None:
-        """Write one finished song: MIDI, its rows, the merged tables, then its done marker."""
+    def write_song(self, performance: Song, bpm: float, requests: list[dict], ticks: list[dict],
+                   switches: list[dict] | None = None) -> None:
+        """Write one finished song: MIDI, its rows, the merged tables, then its done marker
+        (``switches``: an adaptive client's changes of pair, ``switches.parquet``)."""
         name = performance.name
         with self._lock:
             song_to_midi(performance, bpm=bpm, path=self.path / "songs" / f"{name}.mid")
@@ -183,6 +187,9 @@ class RunWriter:
             _frame(ticks, TICK_COLUMNS).to_parquet(parts / f"{name}.ticks.parquet", index=False)
             self._merge("requests", REQUEST_COLUMNS)
             self._merge("ticks", TICK_COLUMNS)
+            if switches is not None:
+                _frame(switches, SWITCH_COLUMNS).to_parquet(parts / f"{name}.switches.parquet", index=False)
+                self._merge("switches", SWITCH_COLUMNS)
             mark_done(self.path, name)
             data = self.read_manifest()
             if name in data.get("failed_songs", {}):  # a resumed run played it after all

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streammuse.planner.feasibility import Plan, Verdict
+from streammuse.feasibility import Plan, Verdict
 from streammuse.rtt import RttFit
 
 # Fig. 4's colours: green valid, yellow C1, red C2, dark red both.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streammuse.planner.feasibility import recommend_pair
+from streammuse.feasibility import recommend_pair
 from streammuse.planner.profile_fit import f95_from_profile, load_profile
 
 

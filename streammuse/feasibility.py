@@ -8,6 +8,8 @@ feasible iff ceil(RT95) <= I <= GL - ceil(RT95)      (equation 3)
 Corollary: a feasible GL has GL >= 2 ceil(RT95).
 
 The search space is every pair with 1 <= I <= max_i and 1 <= GL <= max_gl.
+The planner (``streammuse plan``, ``replay --auto``) applies it once, from a profile; the
+adaptive client (``client.adaptive``) re-applies it during a song, from its own RTTs.
 """
 
 from __future__ import annotations

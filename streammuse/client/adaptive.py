@@ -1,0 +1,242 @@
+"""Adaptive (I, GL): the client re-plans while the latency drifts (beyond the paper).
+
+The paper picks (I, GL) once, from a profile measured beforehand (equation 3). Here the
+client keeps estimating its own p95 round trip from the answers it gets and re-solves
+equation 3 between requests, so a pair chosen at bar 1 is replaced when the network
+or the server drifts (``client.drift``), and given back when it recovers.
+
+**Estimate.** Over the last ``window`` answered requests (``ok`` or ``late``; superseded
+answers carry no generation, failed requests none at all: a dead server is the
+backoff's job), each RTT is moved to the GL in question by the server's own time per
+generated tick:
+
+    s_hat        = median_i(inference_ms_i / GL_i)
+    f95_hat(GL)  = Q95_i(rtt_ms_i - s_hat GL_i) + s_hat GL
+    RT95_hat(GL) = f95_hat(GL) / tau
+
+so a change of pair does not empty the window, and GL's cost is the server's as
+measured, not the profile's.
+
+**Choice**, two rules (``AdaptiveSettings.rule``):
+
+* ``equation3``, the planner's rule (``streammuse.feasibility.plan_bpm`` on f95_hat):
+  the feasible pair of equation 3 with the smallest I, then the smallest GL; when none
+  is feasible, the widest margin the search space allows (I = min(ceil RT95_hat,
+  max_i), GL = max_gl). Up at once when the pair in use turns infeasible; down only to
+  a pair that stays feasible with ``down_margin_ticks`` added to RT95_hat, and at least
+  ``dwell_ticks`` after the last switch.
+* ``isr_w`` (default): the pair with the highest expected ISR_w under the window's RTT
+  distribution (:func:`expected_isr_w`; pairs within ``min_gain`` of the best count as
+  equal: the smallest I, then GL, is taken). Equation 3 asks
+  that a p95 answer arrive before its *first* tick; the buffer only needs some answer
+  before each tick. With RTT between 1 and 2 ticks, (1, 2) plays every tick at
+  staleness 1 (ISR_w 31/32) while equation 3 demands I >= 2 (at best 0.953): the
+  planner's rule gives ISR_w away. A switch must gain ``min_gain``; one gaining less
+  than ``urgent_gain`` also waits ``dwell_ticks`` since the last switch.
+
+Either way a quantile or distribution over a window reacts to two slow answers at once
+but needs most of a window of fast ones to forget them, so bursts do not make the pair
+flap.
+
+A switch takes effect at once: the request schedule restarts at the next tick
+(requests at s = t + 1 + k I'), so no tick is left between the old pair's last request
+and the new pair's first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from streammuse.contract import C as STALENESS_C
+from streammuse.contract import TICKS_PER_BEAT
+from streammuse.feasibility import Verdict, classify, plan_bpm
+
+
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """The adaptive client's knobs (saved in the run manifest)."""
+
+    rule: str = "isr_w"  # "isr_w": the best expected ISR_w; "equation3": the planner's rule
+    window: int = 32  # answers in the estimate
+    min_samples: int = 8  # answers needed before the first re-plan
+    quantile: float = 0.95  # the RT95 of equation 2
+    down_margin_ticks: float = 0.25  # headroom a smaller pair must keep
+    dwell_ticks: int = 32  # 2 bars of 4/4 between a switch and an unhurried one
+    min_gain: float = 0.005  # isr_w rule: expected ISR_w a switch must gain
+    urgent_gain: float = 0.02  # isr_w rule: a gain this large switches without waiting the dwell
+    max_i: int = 8  # the search space of the re-plan
+    max_gl: int = 16
+
+    def to_dict(self) -> dict:
+        """The manifest form."""
+        return asdict(self)
+
+
+@dataclass
+class Switch:
+    """One change of pair: a row of ``switches.parquet``."""
+
+    song: str
+    tick: int  # the onset at which the new pair took over
+    old_interval: int
+    old_gen_len: int
+    new_interval: int
+    new_gen_len: int
+    rt95_ms: float  # f95_hat at the new GL when it was chosen
+    reason: str  # "infeasible" (up), "recovered" (down), "none-feasible"
+
+
+class RttEstimator:
+    """f95_hat(GL) over the last ``window`` answers (module docstring)."""
+
+    def __init__(self, window: int, quantile: float = 0.95) -> None:
+        self.samples: deque[tuple[int, float, float]] = deque(maxlen=window)
+        self.quantile = quantile
+        self.version = 0  # bumps with every sample (the re-plan is cached between them)
+        self._fit: tuple[float, float] | None = None
+
+    def add(self, gen_len: int, rtt_ms: float, inference_ms: float) -> None:
+        """One answered request: its GL, its RTT and the server's reported time."""
+        if math.isfinite(rtt_ms) and gen_len > 0:
+            self.samples.append((gen_len, float(rtt_ms), max(0.0, float(inference_ms))))
+            self.version += 1
+            self._fit = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _params(self) -> tuple[float, float]:
+        if self._fit is None:
+            gl, rtt, srv = (np.array(c, dtype=float) for c in zip(*self.samples))
+            per_tick = float(np.median(srv / gl))
+            self._fit = (float(np.quantile(rtt - per_tick * gl, self.quantile)), per_tick)
+        return self._fit
+
+    def f95_ms(self, gen_len: float) -> float:
+        """f95_hat(GL) in ms (needs at least one sample)."""
+        base, per_tick = self._params()
+        return base + per_tick * float(gen_len)
+
+    def rtt_ms(self, gen_len: int) -> np.ndarray:
+        """Every sample's RTT moved to ``gen_len`` (rtt_i - s_hat GL_i + s_hat GL), sorted."""
+        _, per_tick = self._params()
+        gl, rtt, _ = (np.array(c, dtype=float) for c in zip(*self.samples))
+        return np.sort(rtt + per_tick * (gen_len - gl))
+
+
+def expected_isr_w(on_time: np.ndarray, interval: int, gen_len: int, c: int = STALENESS_C) -> float:
+    """The ISR_w a pair would get if each answer's RTT were drawn independently:
+
+    E[ISR_w] = 1/I sum_{j<I} sum_{m>=0, S=j+mI<GL} (C - S)/C F(S + 1) prod_{m'<m} (1 - F(j + m'I + 1))
+
+    where F(x) = P(RTT < x ticks) (``on_time[x - 1]``): tick t, j ticks after the newest
+    request tick s0 <= t, plays the frame of request s0 - mI at staleness S = j + mI when
+    that answer (sent at the onset of s0 - mI - 1) came before t's onset and no newer
+    one did.
+    """
+    total = 0.0
+    for j in range(interval):
+        missed = 1.0
+        for stale in range(j, gen_len, interval):
+            p = on_time[stale]
+            total += (c - stale) / c * p * missed
+            missed *= 1.0 - p
+    return total / interval
+
+
+class Adapter:
+    """Decides at each tick onset whether to change (I, GL) (module docstring)."""
+
+    def __init__(self, song: str, tau_ms: float, settings: AdaptiveSettings | None = None) -> None:
+        self.song = song
+        self.tau_ms = tau_ms
+        self.settings = settings or AdaptiveSettings()
+        self.estimate = RttEstimator(self.settings.window, self.settings.quantile)
+        self.switches: list[Switch] = []
+        self.last_switch_tick = -(10**9)
+        self._plans: dict = {}  # re-plans, cached until the next sample
+        self._plans_version = -1
+
+    @property
+    def bpm(self) -> float:
+        """The tempo the plan is made for: tau = 60000 / (4 BPM)."""
+        return 60_000.0 / (TICKS_PER_BEAT * self.tau_ms)
+
+    def rt95_ms(self, gen_len: int) -> float:
+        """f95_hat(GL), NaN before the first answer."""
+        return self.estimate.f95_ms(gen_len) if len(self.estimate) else math.nan
+
+    def _plan(self, margin_ticks: float) -> tuple[int, int] | None:
+        if self._plans_version != self.estimate.version:
+            self._plans, self._plans_version = {}, self.estimate.version
+        if margin_ticks not in self._plans:
+            s, margin_ms = self.settings, margin_ticks * self.tau_ms
+            plan = plan_bpm(lambda gl: self.estimate.f95_ms(gl) + margin_ms, self.bpm, s.max_i, s.max_gl)
+            self._plans[margin_ticks] = plan.recommended
+        return self._plans[margin_ticks]
+
+    def _widest(self) -> tuple[int, int]:
+        s = self.settings
+        k = math.ceil(max(0.0, self.estimate.f95_ms(s.max_gl)) / self.tau_ms)
+        return min(max(k, 1), s.max_i), s.max_gl
+
+    def decide(self, tick: int, interval: int, gen_len: int) -> tuple[int, int] | None:
+        """The pair to switch to at the onset of ``tick``, or None to keep (I, GL)."""
+        if len(self.estimate) < self.settings.min_samples:
+            return None
+        rule = self._equation3 if self.settings.rule == "equation3" else self._isr_w
+        choice = rule(tick, interval, gen_len)
+        if choice is None or choice[0] == (interval, gen_len):
+            return None
+        new, reason = choice
+        self.switches.append(Switch(self.song, tick, interval, gen_len, *new, self.estimate.f95_ms(new[1]), reason))
+        self.last_switch_tick = tick
+        return new
+
+    def _equation3(self, tick: int, interval: int, gen_len: int):
+        s = self.settings
+        rt95 = max(0.0, self.estimate.f95_ms(gen_len)) / self.tau_ms
+        if classify(interval, gen_len, rt95) is not Verdict.VALID:  # up at once
+            best = self._plan(0.0)
+            return (best, "infeasible") if best is not None else (self._widest(), "none-feasible")
+        if tick - self.last_switch_tick >= s.dwell_ticks:  # down only with a margin, after a dwell
+            new = self._plan(s.down_margin_ticks)
+            if new is not None and new < (interval, gen_len):
+                return new, "recovered"
+        return None
+
+    def expected(self, interval: int, gen_len: int) -> float:
+        """E[ISR_w] of the pair under the window's RTTs (:func:`expected_isr_w`), with
+        F(x) = #(RTT < x ticks) / (n + 1): one imagined answer that never comes, so a
+        window that has seen no slow answer still prefers a pair with a backup."""
+        ticks = self.estimate.rtt_ms(gen_len) / self.tau_ms
+        on_time = np.searchsorted(ticks, np.arange(1, gen_len + 1), side="left") / (len(ticks) + 1)
+        return expected_isr_w(on_time, interval, gen_len)
+
+    def _scores(self) -> dict[tuple[int, int], float]:
+        if self._plans_version != self.estimate.version:
+            self._plans, self._plans_version = {}, self.estimate.version
+        if "scores" not in self._plans:
+            s = self.settings
+            self._plans["scores"] = {(i, gl): self.expected(i, gl) for gl in range(1, s.max_gl + 1)
+                                     for i in range(1, min(s.max_i, gl) + 1)}
+        return self._plans["scores"]
+
+    def _isr_w(self, tick: int, interval: int, gen_len: int):
+        s, scores = self.settings, self._scores()
+        top = max(scores.values())
+        # Pairs within min_gain of the best are as good: take the smallest I, then GL (the
+        # freshest, cheapest), not a long GL whose extra backup buys almost nothing.
+        best = min(pair for pair, v in scores.items() if v >= top - s.min_gain)
+        current = scores.get((interval, gen_len))
+        gain = scores[best] - (current if current is not None else self.expected(interval, gen_len))
+        if gain >= s.urgent_gain or (gain >= s.min_gain and tick - self.last_switch_tick >= s.dwell_ticks):
+            return best, "gain"
+        return None
+
+
+__all__ = ["AdaptiveSettings", "Adapter", "RttEstimator", "Switch"]
