@@ -27,7 +27,8 @@ measured, not the profile's.
   ``dwell_ticks`` after the last switch.
 * ``isr_w`` (default): the pair with the highest expected ISR_w under the window's RTT
   distribution (:func:`expected_isr_w`; pairs within ``min_gain`` of the best count as
-  equal: the smallest I, then GL, is taken). Equation 3 asks
+  equal: the smallest I, then GL, is taken; the client also moves back to such a
+  smaller pair once ``dwell_ticks`` have passed). Equation 3 asks
   that a p95 answer arrive before its *first* tick; the buffer only needs some answer
   before each tick. With RTT between 1 and 2 ticks, (1, 2) plays every tick at
   staleness 1 (ISR_w 31/32) while equation 3 demands I >= 2 (at best 0.953): the
@@ -61,13 +62,15 @@ class AdaptiveSettings:
     """The adaptive client's knobs (saved in the run manifest)."""
 
     rule: str = "isr_w"  # "isr_w": the best expected ISR_w; "equation3": the planner's rule
-    window: int = 32  # answers in the estimate
+    window: int = 32  # answers in the estimate (moves up, gains)
+    recovery_ticks: int = 128  # 8 bars (16 s at 120 BPM) that must agree before a move to a smaller pair
     min_samples: int = 8  # answers needed before the first re-plan
     quantile: float = 0.95  # the RT95 of equation 2
     down_margin_ticks: float = 0.25  # headroom a smaller pair must keep
     dwell_ticks: int = 32  # 2 bars of 4/4 between a switch and an unhurried one
     min_gain: float = 0.005  # isr_w rule: expected ISR_w a switch must gain
     urgent_gain: float = 0.02  # isr_w rule: a gain this large switches without waiting the dwell
+    recovery_loss: float = 0.001  # isr_w rule: what a smaller pair may lose in the long view
     max_i: int = 8  # the search space of the re-plan
     max_gl: int = 16
 
@@ -91,19 +94,24 @@ class Switch:
 
 
 class RttEstimator:
-    """f95_hat(GL) over the last ``window`` answers (module docstring)."""
+    """f95_hat(GL) over the last ``window`` answers, or over the answers to requests
+    sent in the last ``horizon_ticks`` ticks (module docstring)."""
 
-    def __init__(self, window: int, quantile: float = 0.95) -> None:
+    def __init__(self, window: int | None = None, quantile: float = 0.95, horizon_ticks: int | None = None) -> None:
         self.samples: deque[tuple[int, float, float]] = deque(maxlen=window)
+        self.sent: deque[int] = deque(maxlen=window)
         self.quantile = quantile
-        self.version = 0  # bumps with every sample (the re-plan is cached between them)
+        self.horizon_ticks = horizon_ticks
         self._fit: tuple[float, float] | None = None
 
-    def add(self, gen_len: int, rtt_ms: float, inference_ms: float) -> None:
-        """One answered request: its GL, its RTT and the server's reported time."""
+    def add(self, gen_len: int, rtt_ms: float, inference_ms: float, send_tick: int = 0) -> None:
+        """One answered request: its GL, its RTT, the server's reported time, when it was sent."""
         if math.isfinite(rtt_ms) and gen_len > 0:
             self.samples.append((gen_len, float(rtt_ms), max(0.0, float(inference_ms))))
-            self.version += 1
+            self.sent.append(send_tick)
+            while self.horizon_ticks is not None and self.sent[0] < send_tick - self.horizon_ticks:
+                self.sent.popleft()
+                self.samples.popleft()
             self._fit = None
 
     def __len__(self) -> int:
@@ -149,40 +157,38 @@ def expected_isr_w(on_time: np.ndarray, interval: int, gen_len: int, c: int = ST
 
 
 class Adapter:
-    """Decides at each tick onset whether to change (I, GL) (module docstring)."""
+    """Decides at each tick onset whether to change (I, GL) (module docstring).
+
+    Two views of the same answers: ``estimate`` (the last ``window``) decides moves to a
+    larger pair and the gains; ``history`` (requests sent in the last ``recovery_ticks``)
+    must agree before a move to a smaller one, so a burst that left the short window but
+    recurs within the long one does not take the backup away.
+    """
 
     def __init__(self, song: str, tau_ms: float, settings: AdaptiveSettings | None = None) -> None:
         self.song = song
         self.tau_ms = tau_ms
         self.settings = settings or AdaptiveSettings()
         self.estimate = RttEstimator(self.settings.window, self.settings.quantile)
+        self.history = RttEstimator(None, self.settings.quantile, horizon_ticks=self.settings.recovery_ticks)
         self.switches: list[Switch] = []
         self.last_switch_tick = -(10**9)
-        self._plans: dict = {}  # re-plans, cached until the next sample
-        self._plans_version = -1
+        self._cache: dict = {}  # re-plans, until the next answer
 
     @property
     def bpm(self) -> float:
         """The tempo the plan is made for: tau = 60000 / (4 BPM)."""
         return 60_000.0 / (TICKS_PER_BEAT * self.tau_ms)
 
+    def add(self, gen_len: int, rtt_ms: float, inference_ms: float, send_tick: int) -> None:
+        """One answered request (ok or late) into both views."""
+        self.estimate.add(gen_len, rtt_ms, inference_ms, send_tick)
+        self.history.add(gen_len, rtt_ms, inference_ms, send_tick)
+        self._cache = {}
+
     def rt95_ms(self, gen_len: int) -> float:
-        """f95_hat(GL), NaN before the first answer."""
+        """f95_hat(GL) over the short window, NaN before the first answer."""
         return self.estimate.f95_ms(gen_len) if len(self.estimate) else math.nan
-
-    def _plan(self, margin_ticks: float) -> tuple[int, int] | None:
-        if self._plans_version != self.estimate.version:
-            self._plans, self._plans_version = {}, self.estimate.version
-        if margin_ticks not in self._plans:
-            s, margin_ms = self.settings, margin_ticks * self.tau_ms
-            plan = plan_bpm(lambda gl: self.estimate.f95_ms(gl) + margin_ms, self.bpm, s.max_i, s.max_gl)
-            self._plans[margin_ticks] = plan.recommended
-        return self._plans[margin_ticks]
-
-    def _widest(self) -> tuple[int, int]:
-        s = self.settings
-        k = math.ceil(max(0.0, self.estimate.f95_ms(s.max_gl)) / self.tau_ms)
-        return min(max(k, 1), s.max_i), s.max_gl
 
     def decide(self, tick: int, interval: int, gen_len: int) -> tuple[int, int] | None:
         """The pair to switch to at the onset of ``tick``, or None to keep (I, GL)."""
@@ -197,45 +203,71 @@ class Adapter:
         self.last_switch_tick = tick
         return new
 
-    def _equation3(self, tick: int, interval: int, gen_len: int):
+    def _settled(self, tick: int) -> bool:
+        return tick - self.last_switch_tick >= self.settings.dwell_ticks
+
+    # -- rule "equation3" ----------------------------------------------------------------
+    def plan(self, est: RttEstimator, margin_ticks: float = 0.0) -> tuple[int, int] | None:
+        """The planner's pair under ``est`` with ``margin_ticks`` added to RT95_hat."""
+        key = ("plan", id(est), margin_ticks)
+        if key not in self._cache:
+            s, margin_ms = self.settings, margin_ticks * self.tau_ms
+            self._cache[key] = plan_bpm(lambda gl: est.f95_ms(gl) + margin_ms, self.bpm, s.max_i, s.max_gl).recommended
+        return self._cache[key]
+
+    def _widest(self) -> tuple[int, int]:
         s = self.settings
+        k = math.ceil(max(0.0, self.estimate.f95_ms(s.max_gl)) / self.tau_ms)
+        return min(max(k, 1), s.max_i), s.max_gl
+
+    def _equation3(self, tick: int, interval: int, gen_len: int):
         rt95 = max(0.0, self.estimate.f95_ms(gen_len)) / self.tau_ms
         if classify(interval, gen_len, rt95) is not Verdict.VALID:  # up at once
-            best = self._plan(0.0)
+            best = self.plan(self.estimate)
             return (best, "infeasible") if best is not None else (self._widest(), "none-feasible")
-        if tick - self.last_switch_tick >= s.dwell_ticks:  # down only with a margin, after a dwell
-            new = self._plan(s.down_margin_ticks)
+        if self._settled(tick):  # down only with a margin, after a dwell, when the long view agrees
+            new = self.plan(self.history, self.settings.down_margin_ticks)
             if new is not None and new < (interval, gen_len):
                 return new, "recovered"
         return None
 
-    def expected(self, interval: int, gen_len: int) -> float:
-        """E[ISR_w] of the pair under the window's RTTs (:func:`expected_isr_w`), with
+    # -- rule "isr_w" --------------------------------------------------------------------
+    def expected(self, est: RttEstimator, interval: int, gen_len: int) -> float:
+        """E[ISR_w] of the pair under ``est``'s RTTs (:func:`expected_isr_w`), with
         F(x) = #(RTT < x ticks) / (n + 1): one imagined answer that never comes, so a
         window that has seen no slow answer still prefers a pair with a backup."""
-        ticks = self.estimate.rtt_ms(gen_len) / self.tau_ms
+        ticks = est.rtt_ms(gen_len) / self.tau_ms
         on_time = np.searchsorted(ticks, np.arange(1, gen_len + 1), side="left") / (len(ticks) + 1)
         return expected_isr_w(on_time, interval, gen_len)
 
-    def _scores(self) -> dict[tuple[int, int], float]:
-        if self._plans_version != self.estimate.version:
-            self._plans, self._plans_version = {}, self.estimate.version
-        if "scores" not in self._plans:
+    def choice(self, est: RttEstimator) -> tuple[tuple[int, int], dict]:
+        """The pair the ``isr_w`` rule wants under ``est``, and every pair's E[ISR_w]."""
+        key = ("choice", id(est))
+        if key not in self._cache:
             s = self.settings
-            self._plans["scores"] = {(i, gl): self.expected(i, gl) for gl in range(1, s.max_gl + 1)
-                                     for i in range(1, min(s.max_i, gl) + 1)}
-        return self._plans["scores"]
+            scores = {(i, gl): self.expected(est, i, gl) for gl in range(1, s.max_gl + 1)
+                      for i in range(1, min(s.max_i, gl) + 1)}
+            top = max(scores.values())
+            # Pairs within min_gain of the best are as good: the smallest I, then GL (the
+            # freshest, cheapest), not a long GL whose extra backup buys almost nothing.
+            self._cache[key] = min(p for p, v in scores.items() if v >= top - s.min_gain), scores
+        return self._cache[key]
 
     def _isr_w(self, tick: int, interval: int, gen_len: int):
-        s, scores = self.settings, self._scores()
-        top = max(scores.values())
-        # Pairs within min_gain of the best are as good: take the smallest I, then GL (the
-        # freshest, cheapest), not a long GL whose extra backup buys almost nothing.
-        best = min(pair for pair, v in scores.items() if v >= top - s.min_gain)
+        s = self.settings
+        best, scores = self.choice(self.estimate)
         current = scores.get((interval, gen_len))
-        gain = scores[best] - (current if current is not None else self.expected(interval, gen_len))
-        if gain >= s.urgent_gain or (gain >= s.min_gain and tick - self.last_switch_tick >= s.dwell_ticks):
+        gain = scores[best] - (current if current is not None else self.expected(self.estimate, interval, gen_len))
+        if gain >= s.urgent_gain or (gain >= s.min_gain and self._settled(tick)):
             return best, "gain"
+        if self._settled(tick) and best < (interval, gen_len):
+            # Fresher or cheaper, and as good in the long view: it loses at most
+            # recovery_loss there, where a burst that recurs still counts.
+            _, calm = self.choice(self.history)
+            floor = calm.get((interval, gen_len), 0.0) - s.recovery_loss
+            smaller = [p for p, v in calm.items() if p < (interval, gen_len) and v >= floor]
+            if smaller:
+                return min(smaller), "recovered"
         return None
 
 

@@ -227,7 +227,7 @@ class SongClient:
         late = self.player.buffer.next_tick > rec.request_tick
         rec.status = "late" if late else "ok"
         if self.adapter is not None:
-            self.adapter.estimate.add(rec.gen_len, rec.rtt_ms, rec.inference_ms)
+            self.adapter.add(rec.gen_len, rec.rtt_ms, rec.inference_ms, rec.send_tick)
         frames = [[list(n) for n in f] for f in response.accompaniment]
         return self.player.buffer.offer(rec.request_id, rec.request_tick, frames)
 
