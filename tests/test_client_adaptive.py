@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,26 @@ def test_adapter_waits_for_enough_answers():
     assert a.decide(10, 1, 2) is None and math.isnan(Adapter("y", 125.0).rt95_ms(2))
     a.add(2, 400.0, 5.0, 9)
     assert a.decide(11, 1, 2) is not None
+
+
+def test_report_gives_an_adaptive_run_its_own_row_with_the_pairs_it_used(tmp_path):
+    from typer.testing import CliRunner
+
+    from streammuse.cli.main import app
+
+    _run(tmp_path, "drift-step", AdaptiveSettings(), songs=1, max_bars=16)
+    _run(tmp_path, "drift-step", None, songs=1, max_bars=16)
+    result = CliRunner().invoke(app, ["report", str(tmp_path), "--format", "json", "--no-nll", "--no-fmd",
+                                      "--plots", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [(r["label"], r["table"]) for r in rows] == [("(1, 2)", "remote, profile drift-step"),
+                                                       ("adaptive from (1, 2)", "remote, profile drift-step")]
+    fixed, adaptive = rows
+    assert fixed["pairs"] == "" and adaptive["adaptive"] is True
+    # the step at 16 s (tick 128) of this 16-bar song: the pair in force changes once or twice
+    shares = {(int(i), int(g)): float(p) for i, g, p in re.findall(r"\((\d+), (\d+)\) ([\d.]+) %", adaptive["pairs"])}
+    assert (1, 2) in shares and len(shares) >= 2 and sum(shares.values()) == pytest.approx(100.0, abs=0.2)
+    assert re.search(r"; \d+\.\d switches per song$", adaptive["pairs"])
+    assert sorted(p.name for p in (tmp_path / "plots").glob("adaptive-*.png")) == \
+        [f"adaptive-{Path(adaptive['run']).name}-accomontage3_001.png"]

@@ -30,7 +30,7 @@ import pandas as pd
 from streammuse.datasets.song import Song, merge_unisons, note_array
 from streammuse.runfolder import done_songs
 from streammuse.errors import StreamMuseError
-from streammuse.metrics import distributions, muspy_metrics, realtime
+from streammuse.metrics import adaptive, distributions, muspy_metrics, realtime
 from streammuse.metrics.harmonicity import Harmonicity, harmonicity
 from streammuse.metrics.nll import SongNll, nll_wavg, song_nll
 
@@ -238,6 +238,9 @@ def evaluate_run(run: str | Path, engine=None, with_nll: bool = True, with_fmd: 
     summary = _summary(data, metrics, table, model_id, extractor_name,
                        {"music": len(data.performances), "truth": len(pairs), "nll": len(nlls),
                         "system": system_songs})
+    if data.manifest.get("adaptive") and data.ticks is not None:
+        summary["pair_share"] = adaptive.pair_share(data.ticks)
+        summary["switches_per_song"] = adaptive.switches_per_song(data.path, system_songs)
     if write:
         write_metrics(data.path, table, summary)
     return summary
@@ -258,6 +261,7 @@ def _summary(data: RunData, metrics: dict, table: pd.DataFrame, model_id, extrac
         "fmd_extractor": extractor_name, "fmd_covariance": "ledoit-wolf" if extractor_name else None,
         "jsd_log_base": distributions.LOG_BASE, "staleness_c": realtime.STALENESS_C,
         "problems": data.problems,
+        "profile": (data.manifest.get("profile") or {}).get("name"), "adaptive": data.manifest.get("adaptive"),
     }
 
 

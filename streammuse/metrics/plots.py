@@ -25,7 +25,7 @@ def _pyplot():
 def metric_bars(rows, out: Path) -> Path:
     """ISR_w and CR per (I, GL) configuration, one bar per setting (offline CR as a line)."""
     plt = _pyplot()
-    ours = [r for r in rows if r.source == "ours"]
+    ours = [r for r in rows if r.source == "ours" and not r.adaptive]  # adaptive rows have no one pair
     configs = sorted({(r.interval, r.gen_len) for r in ours if not r.offline})
     settings = sorted({r.setting for r in ours if not r.offline})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
@@ -99,8 +99,33 @@ def piano_roll(run: Path, song: str | None, out: Path) -> Path:
     return path
 
 
+def adaptive_timeline(run: Path, song: str | None, out: Path) -> Path:
+    """An adaptive run over one song: each request's RTT and the client's estimate
+    f95_hat(GL) at send time (top), the pair (I, GL) in force (bottom)."""
+    plt = _pyplot()
+    reqs, ticks = pd.read_parquet(run / "requests.parquet"), pd.read_parquet(run / "ticks.parquet")
+    song = song or sorted(ticks["song"].unique())[0]
+    reqs, ticks = reqs[reqs["song"] == song], ticks[ticks["song"] == song]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5), sharex=True, constrained_layout=True)
+    top.scatter(reqs["send_tick"], reqs["rtt_ms"], s=6, color="#546e7a", label="RTT of each request")
+    top.plot(reqs["send_tick"], reqs["rt95_est_ms"], color="#c62828", label="estimate f95(GL) at send time")
+    top.set_ylabel("ms")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.step(ticks["tick"], ticks["interval"], where="post", label="I")
+    bottom.step(ticks["tick"], ticks["gen_len"], where="post", label="GL")
+    bottom.set_xlabel("tick")
+    bottom.set_ylabel("ticks")
+    bottom.legend(loc="upper left", fontsize=8)
+    top.set_title(f"{run.name}: {song} (adaptive)")
+    path = out / f"adaptive-{run.name}-{song}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_plots(rows, runs: list[Path], out: Path, song: str | None = None) -> list[Path]:
-    """All figures into ``out``: the bar charts and one piano roll (first non-offline run)."""
+    """All figures into ``out``: the bar charts, one piano roll (first non-offline run) and
+    each adaptive run's timeline."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -109,5 +134,6 @@ def write_plots(rows, runs: list[Path], out: Path, song: str | None = None) -> l
     live = [r for r in runs if (r / "ticks.parquet").is_file() and "-offline-" not in r.name]
     if live:
         paths.append(piano_roll(live[0], song, out))
+    paths += [adaptive_timeline(r, song, out) for r in live if (r / "switches.parquet").is_file()]
     return paths
 

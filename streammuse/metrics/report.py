@@ -51,7 +51,8 @@ class Row:
     name: str = ""  # the run folder, relative to the report's common folder (run_names)
     song_set: str = ""  # e.g. "16 songs x 16 bars": set where a report mixes song sets
     server_time: str = ""  # where the run's server time came from (its manifest's label)
-
+    adaptive: bool = False  # replay --adaptive: (interval, gen_len) is the starting pair
+    pair_note: str = ""  # adaptive: ticks under each pair, switches per song
 
     @property
     def offline(self) -> bool:
@@ -62,6 +63,7 @@ class Row:
     def label(self) -> str:
         """``(I, GL)`` or ``Offline``, with ``paper`` for the paper's rows."""
         base = "Offline" if self.offline else f"({self.interval}, {self.gen_len})"
+        base = f"adaptive from {base}" if self.adaptive else base
         if self.offline and self.song_set:
             base += f" ({self.song_set})"
         return f"{base} paper" if self.source == "paper" else base
@@ -184,10 +186,18 @@ def summaries(runs: list[Path], evaluate=None, notes: list[str] | None = None) -
 
 def row_from_summary(s: dict) -> Row:
     """A table row from an evaluation summary."""
+    from streammuse.metrics.adaptive import describe
+
     metrics = {**s["metrics"], **(s.get("muspy") or {})}  # muspy's metrics: json and csv only
-    return Row(s["setting"], s.get("interval"), s.get("gen_len"), metrics, s.get("n_songs"),
+    setting, profile = s["setting"], s.get("profile")
+    if profile and setting != "offline" and profile != setting:  # its own table: not the setting's latency
+        setting = f"{setting}, profile {profile}"
+    adaptive = bool(s.get("adaptive"))
+    note = describe(s.get("pair_share") or {}, s.get("switches_per_song")) if adaptive else ""
+    return Row(setting, s.get("interval"), s.get("gen_len"), metrics, s.get("n_songs"),
                s.get("n_songs_expected"), "ours", s.get("run", ""), s.get("fmd_extractor"),
-               list(s.get("problems", [])), tuple(s.get("songs", [])), s.get("model_id"))
+               list(s.get("problems", [])), tuple(s.get("songs", [])), s.get("model_id"),
+               adaptive=adaptive, pair_note=note)
 
 
 def paper_rows() -> list[Row]:
@@ -211,7 +221,7 @@ def group_rows(rows: list[Row], paper: list[Row] | None = None) -> dict[str, lis
     for setting in settings:
         ours = [r for r in rows if r.setting == setting]
         theirs = [r for r in (paper or []) if r.setting == setting and r.run == f"paper-{setting}"]
-        body = sorted(ours + theirs, key=lambda r: (r.interval, r.gen_len, r.source != "ours"))
+        body = sorted(ours + theirs, key=lambda r: (r.adaptive, r.interval, r.gen_len, r.source != "ours"))
         their_offline = [r for r in (paper or []) if r.offline and r.run == f"paper-{setting}"]
         tables[setting] = body + offline + their_offline
     return tables
@@ -286,6 +296,8 @@ def notes_for(tables: dict[str, list[Row]]) -> list[str]:
         seen.add(name)
         if r.n_songs != r.n_songs_expected:
             notes.append(f"{name}: covers {r.n_songs} of {r.n_songs_expected} songs")
+        if r.adaptive:
+            notes.append(f"{name} (adaptive): ticks under each pair: {r.pair_note}")
         notes.extend(f"{name}: {p}" for p in r.problems)
     for setting, rows in tables.items():
         sets = {r.songs for r in rows if r.source == "ours"}
@@ -360,7 +372,8 @@ def _flat(rows_by_setting: dict[str, list[Row]]) -> list[dict]:
         for i, r in enumerate(rows):
             d = {"table": table, "setting": r.setting, "interval": r.interval, "gen_len": r.gen_len,
                  "source": r.source, "run": r.run, "n_songs": r.n_songs, "n_songs_expected": r.n_songs_expected,
-                 "label": r.label, "run_name": r.name or r.run, "server_time": r.server_time}
+                 "label": r.label, "run_name": r.name or r.run, "server_time": r.server_time,
+                 "adaptive": r.adaptive, "pairs": r.pair_note}
             d.update({k: r.metrics.get(k) for k, _, _ in COLUMNS})
             d.update({k: r.metrics.get(k) for k in MUSPY_KEYS})
             d["fmd_extractor"] = r.fmd_extractor
