@@ -15,7 +15,8 @@ the profile's server model, ``--server-time modelled``), over ``--seeds``:
 ISR, Staleness and ISR_w come from runs with ``model.silent.SilentEngine`` (timing
 only: under modelled server time the tick log does not depend on the tokens, tested in
 tests/test_client_adaptive.py), so the whole grid takes minutes. ``--cr`` adds the
-consonance rate CR for the adaptive and planner runs of seed 0 with the shipped model.
+consonance rate CR for the adaptive and planner runs of seed 0 with the shipped model
+(on the first ``--cr-songs`` songs).
 
     .venv/bin/python bench/adaptive_drift.py --songs 16 --max-bars 16 --seeds 0,1,2 [--cr]
 """
@@ -112,20 +113,24 @@ def summarise(name: str, rows: list[dict], start: tuple[int, int]) -> dict:
             "pairs used": " ".join(f"({i},{g})" for i, g in sorted({p for r in ad.pairs_used for p in r}))}
 
 
-def consonance(rows: list[dict], args, out: Path) -> list[dict]:
+def consonance(names: list[str], args, out: Path) -> list[dict]:
     """CR of the adaptive and planner runs of the first seed, with the shipped model."""
+    from streammuse.client.latency import load_profile
     from streammuse.metrics.evaluate import evaluate_run
     from streammuse.model.engine import StreamingEngine
 
     engine = StreamingEngine.load()
+    args = argparse.Namespace(**{**vars(args), "songs": args.cr_songs})
     result = []
-    for r in rows:
-        pair = tuple(int(x) for x in r["planner(8 bars)"].strip("()").split(","))
-        crs = {}
+    for name in names:
+        pair = planner_pair_from_window(load_profile(name), window_s=8 * 4 * 60.0 / BPM)
+        crs, isr_w = {}, {}
         for adaptive in (True, False):
-            path = Path(run(r["profile"], pair, args.seeds[0], adaptive, args, out, engine)["path"])
-            crs[adaptive] = evaluate_run(path, with_nll=False, with_fmd=False)["metrics"]["cr"]
-        result.append({"profile": r["profile"], "CR adaptive": round(crs[True], 4), "CR planner": round(crs[False], 4),
+            r = run(name, pair, args.seeds[0], adaptive, args, out, engine)
+            crs[adaptive] = evaluate_run(Path(r["path"]), with_nll=False, with_fmd=False)["metrics"]["cr"]
+            isr_w[adaptive] = round(r["isr_w"], 4)
+        result.append({"profile": name, "songs": args.songs, "ISR_w adaptive": isr_w[True],
+                       "ISR_w planner": isr_w[False], "CR adaptive": round(crs[True], 4), "CR planner": round(crs[False], 4),
                        "relative": f"{(crs[True] - crs[False]) / crs[False] * 100:+.2f} %"})
     return result
 
@@ -139,6 +144,8 @@ def main() -> None:
     parser.add_argument("--profiles", default=",".join(DRIFTING + STATIONARY))
     parser.add_argument("--rule", default="isr_w", choices=("isr_w", "equation3"))
     parser.add_argument("--cr", action="store_true", help="CR with the shipped model (slow: real engine)")
+    parser.add_argument("--cr-songs", type=int, default=8, help="songs in the CR runs")
+    parser.add_argument("--cr-only", action="store_true", help="only the CR runs (not the timing grid)")
     args = parser.parse_args()
 
     from rich.console import Console
@@ -149,11 +156,16 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at start: {os.getloadavg()}")
     started = time.perf_counter()
     lines = []
+    names = args.profiles.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.profiles.split(","):
+        for name in names if not args.cr_only else []:
             rows, start = grid(name, args, Path(tmp) / name, SilentEngine())
             lines.append(summarise(name, rows, start))
-        crs = consonance(lines, args, Path(tmp) / "cr") if args.cr else []
+        crs = consonance(names, args, Path(tmp) / "cr") if args.cr or args.cr_only else []
+    for cr in crs:
+        print(cr)
+    if not lines:
+        return
     table = Table(title=f"adaptive vs fixed (I, GL): {args.songs} songs x {args.max_bars} bars, {BPM:g} BPM, "
                         f"seeds {args.seeds}, rule {args.rule}, sim clock, per-song replicas, modelled server time")
     for key in lines[0]:
@@ -161,8 +173,6 @@ def main() -> None:
     for line in lines:
         table.add_row(*(str(v) for v in line.values()))
     Console(width=200).print(table)
-    for cr in crs:
-        print(cr)
     print(f"wall time {time.perf_counter() - started:.0f} s, load average at end: {os.getloadavg()}")
 
 

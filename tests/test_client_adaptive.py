@@ -209,3 +209,20 @@ def test_report_gives_an_adaptive_run_its_own_row_with_the_pairs_it_used(tmp_pat
     assert re.search(r"; \d+\.\d switches per song$", adaptive["pairs"])
     assert sorted(p.name for p in (tmp_path / "plots").glob("adaptive-*.png")) == \
         [f"adaptive-{Path(adaptive['run']).name}-accomontage3_001.png"]
+
+
+def test_replay_cli_adaptive_flag(tmp_path):
+    from typer.testing import CliRunner
+
+    from streammuse.cli.main import app
+
+    result = CliRunner().invoke(app, ["replay", str(TESTSET), "--clock", "sim", "--setting", "remote", "--profile",
+                                      "drift-bursts", "--songs", "1", "--max-bars", "2", "-i", "1", "-g", "2",
+                                      "--adaptive", "--random-weights", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (run,) = tmp_path.glob("*-remote-adaptive-I1-GL2")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["adaptive"]["rule"] == "isr_w" and manifest["profile"]["name"] == "drift-bursts"
+    assert (run / "switches.parquet").is_file() and "adaptive" in result.output
+    bad = CliRunner().invoke(app, ["replay", str(TESTSET), "--setting", "offline", "--adaptive"])
+    assert bad.exit_code == 2 and "offline" in bad.output
