@@ -39,8 +39,8 @@ TOKEN_ENV = "STREAMMUSE_TOKEN"
 MAX_BODY_BYTES = 1 << 20  # a 4096-tick context is ~200 kB of JSON
 ROUTER_CLASS = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long", "too_short"}
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 500, 503)}
-RETRY_AFTER_S = 2  # a refused session asks again after about a bar at 120 BPM
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 500, 503)}
+RETRY_AFTER_S = 2  # a refused session (429, 503) asks again after about a bar at 120 BPM
 DOCS_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 
@@ -58,6 +58,7 @@ class DeployOptions:
     random_weights: bool = False  # tests: StreamingEngine.random('tiny')
     session_ttl_s: float = 600.0
     max_sessions: int = 256
+    max_sessions_per_client: int | None = None  # None: half of max_sessions; 0: no per-client bound
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
     route_prefix: str = "/"
@@ -73,7 +74,8 @@ class DeployOptions:
 
     def core_options(self) -> CoreOptions:
         """The session core's bounds on one replica."""
-        return CoreOptions(self.session_ttl_s, self.max_sessions, self.max_batch_size, self.max_wait_ms)
+        return CoreOptions(self.session_ttl_s, self.max_sessions, self.max_batch_size, self.max_wait_ms,
+                           self.max_sessions_per_client)
 
 
 # Ray Serve hands each replica its own copy of the FastAPI app, so a replica's
@@ -99,6 +101,12 @@ def _check_token(request: Request) -> None:
         raise ApiError(401, "unauthorized", "missing or wrong bearer token")
 
 
+def _client(request: Request) -> str | None:
+    """Who asks, for the per-client bounds (core/admission.py): the remote address. The
+    bearer token is one per deployment, so it cannot tell users apart."""
+    return request.client.host if request.client is not None else None
+
+
 def _check_session_header(request: Request, session_id: str) -> None:
     """The affinity header routes the request; a different id in the path would run the
     session on a replica that the router did not pick for it (a silent fork)."""
@@ -113,7 +121,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
         response = _error(exc.status, exc.code, exc.detail)
-        if exc.status == 503:
+        if exc.status in (429, 503):
             response.headers["retry-after"] = str(RETRY_AFTER_S)
         return response
 
@@ -176,13 +184,13 @@ def create_app(driver=None, token: str | None = None) -> FastAPI:
     async def infer(session_id: str, body: InferRequest, request: Request) -> InferResponse:
         """Accompaniment for ticks s .. s+GL-1 (or ``superseded``); 404 unknown_session: re-send ``context``."""
         _check_session_header(request, session_id)
-        return await _state(request, "driver").infer(session_id, body)
+        return await _state(request, "driver").infer(session_id, body, _client(request))
 
     @app.delete("/v1/sessions/{session_id}", dependencies=auth, status_code=204, responses=_ERRORS)
     async def close_session(session_id: str, request: Request) -> None:
         """Close a session."""
         _check_session_header(request, session_id)
-        _state(request, "driver").close(session_id)
+        _state(request, "driver").close(session_id, _client(request))
 
     mount_jam(app, auth)  # the jam page (streammuse.serving.jam)
     return app
