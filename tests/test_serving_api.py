@@ -160,7 +160,7 @@ def test_docs_follow_the_token(engine):
 def test_one_client_cannot_fill_the_replica(engine):
     """Client A opens its share (half of max_sessions) and is refused 429 with
     Retry-After; client B still gets sessions; A's refusal evicts nothing."""
-    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_sessions=4)))
+    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_sessions=4, max_sessions_per_client=None)))
     app = create_app(driver)
     first = {"request_tick": 0, "gen_len": 1}
 
@@ -192,3 +192,13 @@ def test_one_client_cannot_fill_the_replica(engine):
             await scenario(a, b)
 
     asyncio.run(main())
+
+
+def test_starlettes_own_refusals_have_a_code(client):
+    """Found by bench/fuzz_api.py: a body that is not UTF-8 got FastAPI's bare 400."""
+    sid = _session(client)
+    headers = {"content-type": "application/json"}
+    _error(client.post(f"/v1/sessions/{sid}/infer", content=b"X\xd0\x8fCB\xffBt", headers=headers), 400, "bad_request")
+    _error(client.post("/v1/sessions", content=b"\xff\xfe", headers=headers), 400, "bad_request")
+    _error(client.get("/v1/nothing-here"), 404, "not_found")
+    _error(client.put("/v1/sessions"), 405, "method_not_allowed")

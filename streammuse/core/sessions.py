@@ -55,8 +55,9 @@ class CoreOptions:
     max_sessions: int = 256
     max_batch_size: int = 32
     max_wait_ms: float = 2.0  # how long a batch waits for more sessions' requests
-    # One client's share of max_sessions (429 too_many_sessions past it); None: half, 0: no bound.
-    max_sessions_per_client: int | None = None
+    # One client's share of max_sessions (429 too_many_sessions past it); None: half, 0: no
+    # bound (in-process cores: a simulation or a replay has one client); servers: DeployOptions.
+    max_sessions_per_client: int | None = 0
 
 
 @dataclass

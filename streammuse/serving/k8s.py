@@ -40,18 +40,7 @@ def serve_config(options: DeployOptions) -> dict:
             "import_path": "streammuse.serving.app:build_app",
             "route_prefix": options.route_prefix,
             "args": args,
-            "deployments": [{
-                "name": "StreamMuseServer",
-                "max_ongoing_requests": options.max_ongoing_requests,
-                "autoscaling_config": {
-                    "min_replicas": options.min_replicas,
-                    "max_replicas": options.max_replicas,
-                    "target_ongoing_requests": options.target_ongoing_requests,
-                    "upscale_delay_s": 10.0,
-                    "downscale_delay_s": 120.0,
-                },
-                "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
-            }],
+            "deployments": [{"name": "StreamMuseServer", **options.deployment_options()}],
         }],
     }
 
