@@ -156,7 +156,6 @@ def test_docs_follow_the_token(engine):
         assert c.get("/openapi.json", headers={"authorization": "Bearer s3cret"}).status_code == 200
 
 
-
 def test_one_client_cannot_fill_the_replica(engine):
     """Client A opens its share (half of max_sessions) and is refused 429 with
     Retry-After; client B still gets sessions; A's refusal evicts nothing."""

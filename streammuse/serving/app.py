@@ -165,7 +165,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         """Starlette's and FastAPI's own refusals (no such path or method, a body that
         cannot be parsed) as ErrorResponses too."""
         code = _HTTP_CODES.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "bad_request")
-        return _error(exc.status_code, code, str(exc.detail))
+        response = _error(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. a 405's Allow
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError):
