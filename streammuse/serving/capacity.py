@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -85,8 +86,7 @@ def sessions_for(step_ms: dict[int, float], plan: Plan, max_batch_size: int) -> 
     return best
 
 
-@dataclass(frozen=True)
-class RayLimits:
+class RayLimits(NamedTuple):
     """Ray Serve's per-replica limits for a replica that carries ``sessions`` sessions."""
 
     max_ongoing_requests: int
