@@ -2,9 +2,10 @@
 
 The replica (the Serve app on a local Ray instance, ``num_cpus`` 1) measures its own
 capacity at start (serving/capacity.py) and refuses sessions past it with 503. Each of
-the N clients is a thread that opens a session and sends one request per tick (tau =
-125 ms), the tick's melody frame, waiting for each answer (HTTP, one request in flight);
-a tick is *played* when an answer covering it (s .. s+GL-1) arrived before its onset.
+the N clients (asyncio, one process) opens a session and sends one request per tick (tau =
+125 ms) with the tick's melody frame, without waiting for earlier answers (as the wall
+client does; the server supersedes stale ones); a tick is *played* when an answer
+covering it (s .. s+GL-1) arrived before its onset.
 Prints one JSON object:
 
 * ``capacity``: the replica's figure (``GET /v1/model``'s ``max_sessions``);
@@ -19,8 +20,8 @@ Run: ``PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python bench/overload.py --sessi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import threading
 import time
 
 import httpx
@@ -33,34 +34,45 @@ TAU_S = tau_ms(BPM) / 1000
 
 
 class Client:
-    """One session: a request per tick; what it played, how long it waited."""
+    """One session: a request per tick, sent at the tick before it without waiting for
+    earlier answers (as the wall client does; the server supersedes stale ones)."""
 
-    def __init__(self, url: str, seed: int) -> None:
-        self.http = httpx.Client(base_url=url, timeout=30.0)
-        self.sid = self.http.post("/v1/sessions", json={"seed": seed, "bpm": BPM}).json()["session_id"]
+    def __init__(self, http: httpx.AsyncClient, sid: str) -> None:
+        self.http, self.sid = http, sid
         self.waits_ms: list[float] = []
         self.covered: set[int] = set()
         self.refused_ms: float | None = None
+        self.ok = 0
         self.ticks = 0
 
-    def run(self, start: float, seconds: float) -> None:
-        tick = 1
-        while time.perf_counter() - start < seconds:
-            body = {"request_tick": tick, "gen_len": GEN_LEN, "melody": [[[60 + tick % 12, 1]]],
-                    "melody_start": tick - 1}
-            sent = time.perf_counter()
-            r = self.http.post(f"/v1/sessions/{self.sid}/infer", json=body, headers={"x-session-id": self.sid})
-            arrived = time.perf_counter()
-            if r.status_code in (429, 503) and tick == 1:
+    async def one(self, tick: int, start: float) -> None:
+        body = {"request_tick": tick, "gen_len": GEN_LEN, "melody": [[[60 + tick % 12, 1]]], "melody_start": tick - 1}
+        sent = time.perf_counter()
+        r = await self.http.post(f"/v1/sessions/{self.sid}/infer", json=body, headers={"x-session-id": self.sid})
+        arrived = time.perf_counter()
+        if r.status_code in (429, 503):
+            if self.refused_ms is None:
                 self.refused_ms = (arrived - sent) * 1000
-                return
-            self.waits_ms.append((arrived - sent) * 1000)
-            if r.status_code == 200 and r.json()["status"] == "ok":
-                # tick t's onset is start + t * tau: it plays if the answer came before it
-                self.covered.update(t for t in range(tick, tick + GEN_LEN) if arrived <= start + t * TAU_S)
-            tick = max(tick + 1, int((time.perf_counter() - start) / TAU_S) + 1)  # skip ticks already past
-            time.sleep(max(0.0, start + (tick - 1) * TAU_S - time.perf_counter()))
-        self.ticks = int(seconds / TAU_S)
+            return
+        self.waits_ms.append((arrived - sent) * 1000)
+        if r.status_code == 200 and r.json()["status"] == "ok":
+            self.ok += 1
+            # tick t's onset is start + t * tau: it plays if the answer came before it
+            self.covered.update(t for t in range(tick, tick + GEN_LEN) if arrived <= start + t * TAU_S)
+
+    async def run(self, start: float, seconds: float) -> None:
+        self.ticks, tasks = int(seconds / TAU_S), []
+        for tick in range(1, self.ticks + 1):
+            await asyncio.sleep(max(0.0, start + (tick - 1) * TAU_S - time.perf_counter()))
+            if self.refused_ms is not None and not self.ok:
+                break  # refused: this session never started
+            tasks.append(asyncio.create_task(self.one(tick, start)))
+        await asyncio.gather(*tasks)
+
+    @property
+    def admitted(self) -> bool:
+        """The replica took the session (any answer but a refusal)."""
+        return bool(self.ok) or self.refused_ms is None
 
 
 def replica_rss_mb() -> float:
@@ -76,15 +88,19 @@ def replica_rss_mb() -> float:
 
 def offer(url: str, n: int, seconds: float) -> dict:
     """N clients at once; the figures of module docstring."""
-    clients = [Client(url, seed) for seed in range(n)]
-    start = time.perf_counter() + 0.5
-    threads = [threading.Thread(target=c.run, args=(start, seconds)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    admitted = [c for c in clients if c.refused_ms is None]
-    refused = [c for c in clients if c.refused_ms is not None]
+
+    async def go() -> list[Client]:
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+        async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as http:
+            sids = [(await http.post("/v1/sessions", json={"seed": k, "bpm": BPM})).json()["session_id"] for k in range(n)]
+            clients = [Client(http, sid) for sid in sids]
+            start = time.perf_counter() + 0.5
+            await asyncio.gather(*(c.run(start, seconds) for c in clients))
+            return clients
+
+    clients = asyncio.run(go())
+    admitted = [c for c in clients if c.admitted]
+    refused = [c for c in clients if not c.admitted]
     shares = [len([t for t in c.covered if t <= c.ticks]) / max(1, c.ticks) for c in admitted]
     waits = np.concatenate([c.waits_ms for c in admitted]) if admitted else np.zeros(1)
     return {"offered": n, "admitted": len(admitted), "refused": len(refused),
