@@ -33,7 +33,8 @@ MIN_BPM, MAX_BPM = 20.0, 400.0
 SESSION_HEADER = "x-session-id"  # consistent-hash affinity: the same session, the same replica
 
 ErrorCode = Literal["unknown_session", "bad_request", "unauthorized", "too_large", "out_of_range",
-                    "overloaded", "internal_error", "session_mismatch"]
+                    "overloaded", "too_many_sessions", "internal_error", "session_mismatch", "not_found",
+                    "method_not_allowed"]
 
 
 def tau_ms(bpm: float) -> float:

@@ -166,7 +166,7 @@ def test_local_socket_server_round_trip():
 
 
 def test_junk_deletes_cannot_flush_the_closed_ids(engine):
-    from streammuse.core import sessions
+    from streammuse.core import admission as sessions
 
     core = SessionCore(engine)
     sid = core.create(CreateSessionRequest(seed=1)).session_id
@@ -177,3 +177,17 @@ def test_junk_deletes_cannot_flush_the_closed_ids(engine):
     with pytest.raises(ApiError) as err:
         core.submit(sid, InferRequest(request_tick=0, gen_len=1), now_s=0.0)
     assert err.value.code == "unknown_session"  # a closed session is not revived
+
+
+def test_one_clients_deletes_cannot_flush_anothers_closed_ids(engine):
+    from streammuse.core import admission
+
+    core = SessionCore(engine)
+    theirs = core.create(CreateSessionRequest(seed=1)).session_id
+    core.close(theirs, client="10.0.0.2")
+    for _ in range(admission.MAX_TOMBSTONES_PER_CLIENT + 5):  # valid ids, mass-closed by one client
+        core.close(core.create(CreateSessionRequest(seed=2)).session_id, client="10.0.0.1")
+    assert theirs in core.closed and len(core.closed) == admission.MAX_TOMBSTONES_PER_CLIENT + 1
+    with pytest.raises(ApiError) as err:
+        core.submit(theirs, InferRequest(request_tick=0, gen_len=1), now_s=0.0, client="10.0.0.2")
+    assert err.value.code == "unknown_session"

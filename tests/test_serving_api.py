@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from streammuse.model.engine import StreamingEngine
 from streammuse.serving.app import MAX_BODY_BYTES, create_app
 from streammuse.core.drivers import RealtimeDriver
-from streammuse.core.sessions import SessionCore
+from streammuse.core.sessions import CoreOptions, SessionCore
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +154,50 @@ def test_docs_follow_the_token(engine):
         for path in ("/openapi.json", "/docs", "/redoc"):
             _error(c.get(path), 401, "unauthorized")
         assert c.get("/openapi.json", headers={"authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_one_client_cannot_fill_the_replica(engine):
+    """Client A opens its share (half of max_sessions) and is refused 429 with
+    Retry-After; client B still gets sessions; A's refusal evicts nothing."""
+    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_sessions=4, max_sessions_per_client=None)))
+    app = create_app(driver)
+    first = {"request_tick": 0, "gen_len": 1}
+
+    async def scenario(a: httpx.AsyncClient, b: httpx.AsyncClient) -> None:
+        async def open_(c: httpx.AsyncClient) -> httpx.Response:
+            sid = (await c.post("/v1/sessions", json={"seed": 1})).json()["session_id"]
+            r = await c.post(f"/v1/sessions/{sid}/infer", json=first)
+            r.sid = sid
+            return r
+
+        opened = [await open_(a) for _ in range(2)]
+        assert [r.status_code for r in opened] == [200, 200]
+        refused = await open_(a)
+        _error(refused, 429, "too_many_sessions")
+        assert refused.headers["retry-after"] == "2"
+        assert set(driver.core.sessions) == {r.sid for r in opened}  # nothing evicted
+        assert [(await open_(b)).status_code for _ in range(2)] == [200, 200]
+        full = await open_(b)  # the replica is full: 503 for everyone, still nothing evicted
+        _error(full, 503, "overloaded")
+        assert full.headers["retry-after"] == "2" and len(driver.core.sessions) == 4
+        assert (await a.delete(f"/v1/sessions/{opened[0].sid}")).status_code == 204
+        assert (await open_(a)).status_code == 200  # A closed one: A has room again
+
+    async def main() -> None:
+        def at(host: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app, client=(host, 4000)), base_url="http://t")
+
+        async with at("10.0.0.1") as a, at("10.0.0.2") as b:
+            await scenario(a, b)
+
+    asyncio.run(main())
+
+
+def test_starlettes_own_refusals_have_a_code(client):
+    """Found by bench/fuzz_api.py: a body that is not UTF-8 got FastAPI's bare 400."""
+    sid = _session(client)
+    headers = {"content-type": "application/json"}
+    _error(client.post(f"/v1/sessions/{sid}/infer", content=b"X\xd0\x8fCB\xffBt", headers=headers), 400, "bad_request")
+    _error(client.post("/v1/sessions", content=b"\xff\xfe", headers=headers), 400, "bad_request")
+    _error(client.get("/v1/nothing-here"), 404, "not_found")
+    _error(client.put("/v1/sessions"), 405, "method_not_allowed")

@@ -75,3 +75,52 @@ def test_unknown_or_unreachable_cluster_is_one_line_exit_2(tmp_path, monkeypatch
     assert (tmp_path / "out" / "rayservice.yaml").exists()
     result = CliRunner().invoke(app, ["deploy", "--cluster", "k8s", "--dry-run", "--min-replicas", "3", "--max-replicas", "2"])
     assert result.exit_code == 2 and "--min-replicas" in result.output
+
+
+def _env(container: dict) -> dict:
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+
+
+def test_session_secret_comes_from_a_kubernetes_secret(rayservice_schema):
+    """Every pod (head: the Serve controller builds the app; workers: the replicas) reads
+    the signing key from one Secret, so ids survive redeploys and replica moves."""
+    committed = yaml.safe_load((REPO / "k8s" / "rayservice.yaml").read_text())
+    jsonschema.validate(committed, rayservice_schema)
+    cluster = committed["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]
+    for pod in pods:
+        ref = _env(pod["containers"][0])["STREAMMUSE_SESSION_SECRET"]
+        assert ref == {"name": "streammuse-session-secret", "key": "secret"}  # not optional
+    assert "session_secret" not in _serve_app(committed)["args"]  # the key itself is never in the manifest
+
+
+FAKE_KUBECTL = """#!/bin/sh
+echo "$*" >> "$LOG"
+case "$1 $2" in
+  "config current-context") echo kind-test ;;
+  "get secret") [ -f "$STATE" ] || exit 1; echo secret/streammuse-session-secret ;;
+  "create secret") cat > "$STATE"; echo secret/streammuse-session-secret created ;;
+  "apply -f") echo rayservice.ray.io/streammuse configured ;;
+esac
+"""
+
+
+def test_apply_creates_the_session_secret_once(tmp_path, monkeypatch):
+    """A stand-in kubectl (the cluster is not under test) records what deploy asks of it."""
+    kubectl = tmp_path / "bin" / "kubectl"
+    kubectl.parent.mkdir()
+    kubectl.write_text(FAKE_KUBECTL)
+    kubectl.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{kubectl.parent}:/usr/bin:/bin")
+    monkeypatch.setenv("LOG", str(tmp_path / "log"))
+    monkeypatch.setenv("STATE", str(tmp_path / "secret"))
+    args = ["deploy", "--cluster", "k8s", "--out-dir", str(tmp_path / "out"), "--image", "reg.example/sm:1"]
+    for _ in range(2):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    calls = (tmp_path / "log").read_text().splitlines()
+    assert [c for c in calls if c.startswith("create")] == [
+        "create secret generic streammuse-session-secret --from-file=secret=/dev/stdin"]  # once, then kept
+    assert len((tmp_path / "secret").read_text()) == 64  # 256 random bits, hex, from stdin
+    assert calls.count(f"apply -f {tmp_path / 'out' / 'rayservice.yaml'}") == 2
+    assert "exists (kept)" in result.output

@@ -33,7 +33,9 @@ def test_serve_starts_and_stops_quietly():
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     printed = "".join(lines) + out + err
-    assert lines[0].startswith(f"StreamMUSE serving at http://127.0.0.1:{port}"), printed
+    # It first measures what a replica carries (docs/deploy.md, "Capacity"), then serves.
+    assert lines[0].startswith("capacity: ") and " sessions per replica at I=1, GL=3, 120 BPM" in lines[0], printed
+    assert lines[1].startswith(f"StreamMUSE serving at http://127.0.0.1:{port}"), printed
     assert out.strip().endswith("stopped"), printed
     for noise in ("INFO", "WARNING", "Token authentication", "graceful_shutdown", "raylet", "***", "SIGTERM"):
         assert noise not in printed, (noise, printed)

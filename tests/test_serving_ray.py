@@ -15,7 +15,10 @@ from streammuse.serving.raylocal import start_local, stop_local
 
 @pytest.fixture(scope="module")
 def url():
-    base = start_local({"min_replicas": 2, "max_replicas": 2, "random_weights": True, "num_cpus": 0.5}, num_cpus=2)
+    # A fixed capacity: measured on a loaded test machine it can read 1, and the rebuilt
+    # session would then be refused (503) by the surviving replica.
+    base = start_local({"min_replicas": 2, "max_replicas": 2, "random_weights": True, "num_cpus": 0.5, "max_sessions": 8},
+                       num_cpus=2)
     yield base
     stop_local()
 

@@ -10,43 +10,81 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from streammuse.contract import MAX_BPM, MAX_GEN_LEN, MIN_BPM
 from streammuse.errors import StreamMuseError
 from streammuse.serving.app import DeployOptions
 
 _console = Console()
 
 
-def _options(min_replicas: int, max_replicas: int, target: float, num_gpus: float, num_cpus: float,
-             checkpoint: Path | None, ttl: float, max_sessions: int) -> DeployOptions:
+def _options(min_replicas: int, max_replicas: int, num_gpus: float, num_cpus: float, checkpoint: Path | None,
+             **fields) -> DeployOptions:
+    """DeployOptions from the flags (``fields``: the DeployOptions fields named alike)."""
     if not 0 <= min_replicas <= max_replicas or max_replicas < 1:
         raise StreamMuseError(f"--min-replicas/--max-replicas: need 0 <= min <= max and max >= 1, got {min_replicas}/{max_replicas}")
     if checkpoint is not None and not checkpoint.is_dir():
         raise StreamMuseError(f"--checkpoint: {checkpoint} is not a folder")
-    return DeployOptions(min_replicas=min_replicas, max_replicas=max_replicas, target_ongoing_requests=target,
-                         num_gpus=num_gpus, num_cpus=num_cpus, checkpoint=str(checkpoint) if checkpoint else None,
-                         session_ttl_s=ttl, max_sessions=max_sessions)
+    if fields["max_sessions"] < 0 or (fields["max_sessions_per_client"] or 0) < 0:
+        raise StreamMuseError("--max-sessions/--max-sessions-per-client: need >= 0")
+    if fields["plan_interval"] < 1 or not 1 <= fields["plan_gen_len"] <= MAX_GEN_LEN or not MIN_BPM <= fields["plan_bpm"] <= MAX_BPM:
+        raise StreamMuseError(f"--plan-interval >= 1, --plan-gen-len in 1..{MAX_GEN_LEN}, --plan-bpm in {MIN_BPM:g}..{MAX_BPM:g}")
+    return DeployOptions(min_replicas=min_replicas, max_replicas=max_replicas, num_gpus=num_gpus, num_cpus=num_cpus,
+                         checkpoint=str(checkpoint) if checkpoint else None, **fields)
+
+
+def measure_here(options: DeployOptions) -> None:
+    """Size a replica on this host (``max_sessions`` 0): load its engine with its thread
+    budget, measure T(B), set ``max_sessions`` to B* (serving/capacity.py) and print it."""
+    import torch
+
+    from streammuse.serving.app import load_engine
+    from streammuse.serving.capacity import ladder, measure_step_ms, sessions_for
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(options.num_cpus)))  # what a replica with num_cpus gets
+    try:
+        with _console.status("measuring a replica's batched step time ..."):
+            engine = load_engine(options)
+            table = measure_step_ms(engine, options.plan(), ladder(options.max_batch_size))
+    finally:
+        torch.set_num_threads(threads)
+    options.max_sessions = sessions_for(table, options.plan(), options.max_batch_size)
+    steps = ", ".join(f"T({b})={ms:.0f}" for b, ms in table.items())
+    _console.print(f"capacity: {options.max_sessions} sessions per replica at I={options.plan_interval}, "
+                   f"GL={options.plan_gen_len}, {options.plan_bpm:g} BPM (ms: {steps})", markup=False, highlight=False)
 
 
 MinR = Annotated[int, typer.Option("--min-replicas", help="Fewest replicas (autoscaling).")]
 MaxR = Annotated[int, typer.Option("--max-replicas", help="Most replicas (autoscaling).")]
-Target = Annotated[float, typer.Option("--target-ongoing-requests", help="Autoscaling target per replica.")]
+Target = Annotated[float | None, typer.Option("--target-ongoing-requests", help="Autoscaling target per replica; default from the capacity.")]
 Cpus = Annotated[float, typer.Option("--num-cpus", help="CPUs per replica.")]
 Ckpt = Annotated[Path | None, typer.Option(help="Checkpoint folder; default: the shipped one.")]
 Ttl = Annotated[float, typer.Option("--session-ttl", help="Seconds before an idle session is dropped.")]
-MaxS = Annotated[int, typer.Option("--max-sessions", help="Sessions one replica holds at most.")]
+MaxS = Annotated[int, typer.Option("--max-sessions", help="Sessions one replica carries; 0: measured (docs/deploy.md).")]
+PerClient = Annotated[int | None, typer.Option(
+    "--max-sessions-per-client", help="Sessions one client (remote address) holds on a replica; default half of the capacity, 0: no bound.")]
+PlanBpm = Annotated[float, typer.Option("--plan-bpm", help="Capacity plan: the sessions' tempo.")]
+PlanI = Annotated[int, typer.Option("--plan-interval", help="Capacity plan: the sessions' inference interval I.")]
+PlanGL = Annotated[int, typer.Option("--plan-gen-len", help="Capacity plan: the sessions' generation length GL.")]
 
 
 def serve(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    min_replicas: MinR = 1, max_replicas: MaxR = 1, target_ongoing_requests: Target = 8.0,
+    min_replicas: MinR = 1, max_replicas: MaxR = 1, target_ongoing_requests: Target = None,
     num_gpus: Annotated[float, typer.Option("--num-gpus", help="GPUs per replica (0: CPU only).")] = 0.0,
-    num_cpus: Cpus = 1.0, checkpoint: Ckpt = None, session_ttl: Ttl = 600.0, max_sessions: MaxS = 256,
+    num_cpus: Cpus = 1.0, checkpoint: Ckpt = None, session_ttl: Ttl = 600.0, max_sessions: MaxS = 0,
+    max_sessions_per_client: PerClient = None, plan_bpm: PlanBpm = 120.0, plan_interval: PlanI = 1, plan_gen_len: PlanGL = 3,
 ) -> None:
     """Start the StreamMUSE server on a local Ray instance; Ctrl-C stops it."""
-    from streammuse.serving.raylocal import logs_dir, start_local, stop_local
+    from streammuse.serving.raylocal import check_port_free, logs_dir, start_local, stop_local
 
-    options = _options(min_replicas, max_replicas, target_ongoing_requests, num_gpus, num_cpus, checkpoint, session_ttl, max_sessions)
+    options = _options(min_replicas, max_replicas, num_gpus, num_cpus, checkpoint, target_ongoing_requests=target_ongoing_requests,
+                       session_ttl_s=session_ttl, max_sessions=max_sessions, max_sessions_per_client=max_sessions_per_client,
+                       plan_bpm=plan_bpm, plan_interval=plan_interval, plan_gen_len=plan_gen_len)
+    check_port_free(host, port)  # before minutes of measuring and starting Ray
+    if options.max_sessions == 0:
+        measure_here(options)
     with _console.status("starting Ray and the Serve app ..."):
         url = start_local(vars(options), port=port, host=host)
     _console.print(f"StreamMUSE serving at [bold]{url}[/] (API docs {url}/docs); Ctrl-C stops")
@@ -74,18 +112,26 @@ def deploy(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="k8s: where rayservice.yaml is written.")] = Path("streammuse-k8s"),
     cpu_only: Annotated[bool, typer.Option("--cpu-only", help="k8s: no GPUs (replicas on CPU workers).")] = False,
     port: Annotated[int, typer.Option(help="local: HTTP port.")] = 8000,
-    min_replicas: MinR = 1, max_replicas: MaxR = 4, target_ongoing_requests: Target = 8.0,
-    num_cpus: Cpus = 1.0, checkpoint: Ckpt = None, session_ttl: Ttl = 600.0, max_sessions: MaxS = 256,
+    min_replicas: MinR = 1, max_replicas: MaxR = 4, target_ongoing_requests: Target = None,
+    num_cpus: Cpus = 1.0, checkpoint: Ckpt = None, session_ttl: Ttl = 600.0, max_sessions: MaxS = 0,
+    max_sessions_per_client: PerClient = None, plan_bpm: PlanBpm = 120.0, plan_interval: PlanI = 1, plan_gen_len: PlanGL = 3,
 ) -> None:
     """Deploy the server: detached on a local Ray instance, or as a RayService on Kubernetes."""
+    fields = {"target_ongoing_requests": target_ongoing_requests, "session_ttl_s": session_ttl, "max_sessions": max_sessions,
+              "max_sessions_per_client": max_sessions_per_client, "plan_bpm": plan_bpm, "plan_interval": plan_interval,
+              "plan_gen_len": plan_gen_len}
     if cluster == "local":
-        _deploy_local(_options(min_replicas, max_replicas, target_ongoing_requests, 0.0, num_cpus, checkpoint, session_ttl, max_sessions), port)
+        options = _options(min_replicas, max_replicas, 0.0, num_cpus, checkpoint, **fields)
+        if options.max_sessions == 0:
+            measure_here(options)
+        _deploy_local(options, port)
         return
     if cluster != "k8s":
         raise StreamMuseError(f"--cluster: unknown cluster {cluster!r} (expected 'local' or 'k8s')")
     from streammuse.serving import k8s
 
-    options = _options(min_replicas, max_replicas, target_ongoing_requests, 0.0 if cpu_only else 1.0, num_cpus, None, session_ttl, max_sessions)
+    # max_sessions 0: each replica measures its own at start, on its own device.
+    options = _options(min_replicas, max_replicas, 0.0 if cpu_only else 1.0, num_cpus, None, **fields)
     if checkpoint is not None:
         options.checkpoint = str(checkpoint)  # a path inside the image or a mounted volume
     if not dry_run and not image:

@@ -46,12 +46,12 @@ class _Driver:
         """Open a session."""
         return self.core.create(request)
 
-    def close(self, session_id: str) -> None:
-        """Close a session."""
-        self.core.close(session_id)
+    def close(self, session_id: str, client: str | None = None) -> None:
+        """Close a session (``client``: who asks, core/admission.py)."""
+        self.core.close(session_id, client)
 
-    def _submit(self, session_id: str, request: InferRequest) -> tuple[Job, asyncio.Future | None]:
-        job = self.core.submit(session_id, request, self.now_s())
+    def _submit(self, session_id: str, request: InferRequest, client: str | None) -> tuple[Job, asyncio.Future | None]:
+        job = self.core.submit(session_id, request, self.now_s(), client)
         if job.done:
             return job, None
         future = asyncio.get_running_loop().create_future()
@@ -82,9 +82,10 @@ class RealtimeDriver(_Driver):
         """Now, on the driver's clock."""
         return self.clock()
 
-    async def infer(self, session_id: str, request: InferRequest) -> InferResponse:
-        """Accompaniment for ticks s .. s+GL-1 (or ``superseded``); raises ApiError."""
-        job, future = self._submit(session_id, request)
+    async def infer(self, session_id: str, request: InferRequest, client: str | None = None) -> InferResponse:
+        """Accompaniment for ticks s .. s+GL-1 (or ``superseded``); raises ApiError.
+        ``client``: who asks (core/admission.py's per-client bounds)."""
+        job, future = self._submit(session_id, request, client)
         if future is None:
             return self._result(job)
         self._ensure_worker()
@@ -143,9 +144,9 @@ class VirtualDriver(_Driver):
         """Now, in virtual seconds."""
         return self.virtual_s
 
-    async def infer(self, session_id: str, request: InferRequest) -> InferResponse:
+    async def infer(self, session_id: str, request: InferRequest, client: str | None = None) -> InferResponse:
         """As the server's, but answered when the simulation reaches the batch's end."""
-        job, future = self._submit(session_id, request)
+        job, future = self._submit(session_id, request, client)
         if future is not None:
             await future
         return self._result(job)

@@ -40,23 +40,24 @@ from streammuse.contract import (
     unknown_session,
     wire_to_frames,
 )
+from streammuse.core.admission import ClosedIds, admit, per_client_limit
 from streammuse.core.session_ids import SessionIds
 from streammuse.datasets import vocab
 from streammuse.errors import StreamMuseError
-
-MAX_TOMBSTONES = 10_000  # closed ids remembered so a closed session is not revived
-
 
 @dataclass
 class CoreOptions:
     """Bounds of one replica's store and batcher."""
 
     session_ttl_s: float = 600.0  # idle sessions are dropped after this
-    # Admission: past this many live sessions a new one is refused (503 overloaded),
-    # never made by evicting a live one, so admitted sessions keep playing.
+    # Admission (core/admission.py): past this many live sessions a new one is refused
+    # (503 overloaded), never made by evicting a live one, so admitted sessions keep playing.
     max_sessions: int = 256
     max_batch_size: int = 32
     max_wait_ms: float = 2.0  # how long a batch waits for more sessions' requests
+    # One client's share of max_sessions (429 too_many_sessions past it); None: half, 0: no
+    # bound (in-process cores: a simulation or a replay has one client); servers: DeployOptions.
+    max_sessions_per_client: int | None = 0
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Session:
     fed_until: int = 0  # the engine has (or the running batch gives it) M[0 .. fed_until)
     melody: dict[int, np.ndarray] = field(default_factory=dict)  # tick -> frame not fed yet
     latest: int = 0  # number of the newest request that arrived
+    client: str | None = None  # who opened it (core/admission.py)
 
 
 @dataclass
@@ -119,7 +121,7 @@ class SessionCore:
         self.options = options or CoreOptions()
         self.ids = SessionIds(secret)
         self.sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
-        self.closed: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.closed = ClosedIds()
         self.pending: list[Job] = []
         self.busy = False
         self.idle_since_s = -float("inf")
@@ -133,17 +135,16 @@ class SessionCore:
         return CreateSessionResponse(session_id=self.ids.encode(request),
                                      model_id=str(getattr(self.engine, "model_id", "")))
 
-    def close(self, session_id: str) -> None:
+    def close(self, session_id: str, client: str | None = None) -> None:
         """Forget a session here and refuse to revive it. Ids this deployment did not
-        issue are ignored (so junk deletes cannot flush the remembered closed ids)."""
+        issue are ignored, and each client's closed ids are bounded apart (so junk or
+        mass deletes cannot flush the closed ids of others' sessions)."""
         try:
             self.ids.decode(session_id)
         except ApiError:
             return
         self._forget(session_id)
-        self.closed[session_id] = None
-        while len(self.closed) > MAX_TOMBSTONES:
-            self.closed.popitem(last=False)
+        self.closed.add(session_id, client)
 
     def expire(self, now_s: float) -> int:
         """Drop sessions idle for longer than the TTL; returns how many were dropped."""
@@ -167,8 +168,8 @@ class SessionCore:
             if release is not None and not any(j.session is sess for j in self.pending):
                 release(sess.state)
 
-    def _session_for(self, session_id: str, request: InferRequest, now_s: float) -> Session:
-        """The session's state here, made fresh when the request needs no history."""
+    def _session_for(self, session_id: str, request: InferRequest, now_s: float, client: str | None = None) -> Session:
+        """The session's state here, made fresh (if admitted) when the request needs no history."""
         if session_id in self.closed:
             raise unknown_session("unknown session: it was closed")
         settings = self.ids.decode(session_id)
@@ -177,23 +178,26 @@ class SessionCore:
         if sess is None:
             if request.context is None and request.chunk_start() > 0:
                 raise unknown_session()  # history is needed and this replica does not hold it
-            if len(self.sessions) >= self.options.max_sessions:
-                raise ApiError(503, "overloaded", f"this replica holds {len(self.sessions)} live sessions, its limit; retry later")
-            sess = Session(self.engine.new_session(_sampling(settings)), settings, now_s)
+            opts = self.options
+            admit((s.client for s in self.sessions.values()), client, opts.max_sessions,
+                  per_client_limit(opts.max_sessions, opts.max_sessions_per_client))
+            sess = Session(self.engine.new_session(_sampling(settings)), settings, now_s, client=client)
             self.sessions[session_id] = sess
         self.sessions.move_to_end(session_id)
         sess.last_access_s = now_s
         return sess
 
     # -- requests ------------------------------------------------------------------
-    def submit(self, session_id: str, request: InferRequest, now_s: float) -> Job:
-        """A request reaches the replica at ``now_s``: a waiting :class:`Job`, or one
-        already answered ``superseded`` (a newer request of its session already ran).
+    def submit(self, session_id: str, request: InferRequest, now_s: float, client: str | None = None) -> Job:
+        """A request from ``client`` (core/admission.py) reaches the replica at ``now_s``:
+        a waiting :class:`Job`, or one already answered ``superseded`` (a newer request
+        of its session already ran).
 
         Raises:
-            ApiError: unknown session (404), a context or melody chunk out of range (422).
+            ApiError: unknown session (404), a context or melody chunk out of range (422),
+                no room for a new session (503 overloaded, 429 too_many_sessions).
         """
-        sess = self._session_for(session_id, request, now_s)
+        sess = self._session_for(session_id, request, now_s, client)
         s = request.request_tick
         if request.context is not None:
             _check_context(request)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streammuse.contract import (
     MAX_GEN_LEN,
@@ -33,14 +34,16 @@ from streammuse.contract import (
 from streammuse.core.drivers import RealtimeDriver
 from streammuse.core.session_ids import SECRET_ENV
 from streammuse.core.sessions import CoreOptions, SessionCore
+from streammuse.serving.capacity import Plan, RayLimits, ladder, measure_step_ms, ray_limits, sessions_for
 from streammuse.serving.jam import mount_jam
 
 TOKEN_ENV = "STREAMMUSE_TOKEN"
 MAX_BODY_BYTES = 1 << 20  # a 4096-tick context is ~200 kB of JSON
 ROUTER_CLASS = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long", "too_short"}
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 500, 503)}
-RETRY_AFTER_S = 2  # a refused session asks again after about a bar at 120 BPM
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 500, 503)}
+RETRY_AFTER_S = 2  # a refused session (429, 503) asks again after about a bar at 120 BPM
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 DOCS_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 
@@ -50,14 +53,22 @@ class DeployOptions:
 
     min_replicas: int = 1
     max_replicas: int = 4
-    target_ongoing_requests: float = 8.0  # batching makes several in flight per replica cheap
-    max_ongoing_requests: int = 64
+    # Ray Serve's limits; None: derived from the replica's capacity (serving/capacity.py).
+    target_ongoing_requests: float | None = None
+    max_ongoing_requests: int | None = None
+    max_queued_requests: int | None = None
     num_gpus: float = 0.0  # 1 on GPU clusters
     num_cpus: float = 1.0
     checkpoint: str | None = None  # None: the shipped checkpoint
     random_weights: bool = False  # tests: StreamingEngine.random('tiny')
     session_ttl_s: float = 600.0
-    max_sessions: int = 256
+    # Sessions a replica carries; 0: each replica measures it at start (serving/capacity.py)
+    # for the plan below (sessions at plan_bpm asking plan_gen_len ticks every plan_interval).
+    max_sessions: int = 0
+    plan_bpm: float = 120.0
+    plan_interval: int = 1
+    plan_gen_len: int = 3
+    max_sessions_per_client: int | None = None  # None: half of max_sessions; 0: no per-client bound
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
     route_prefix: str = "/"
@@ -71,9 +82,35 @@ class DeployOptions:
         """True when no GPU is asked for."""
         return self.num_gpus == 0
 
+    def plan(self) -> Plan:
+        """The load a replica is sized for."""
+        return Plan(self.plan_bpm, self.plan_interval, self.plan_gen_len)
+
+    def ray_limits(self) -> RayLimits:
+        """Ray Serve's limits: the flags given, else derived from ``max_sessions`` (or,
+        while replicas measure their own, from ``max_batch_size``, their upper bound)."""
+        derived = ray_limits(self.max_sessions or self.max_batch_size)
+        return RayLimits(self.max_ongoing_requests or derived.max_ongoing_requests,
+                         derived.max_queued_requests if self.max_queued_requests is None else self.max_queued_requests,
+                         self.target_ongoing_requests or derived.target_ongoing_requests)
+
+    def deployment_options(self) -> dict:
+        """The Serve deployment's options (``serve.deployment`` / serveConfigV2)."""
+        limits = self.ray_limits()
+        return {
+            "max_ongoing_requests": limits.max_ongoing_requests,
+            "max_queued_requests": limits.max_queued_requests,
+            "autoscaling_config": {
+                "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
+                "target_ongoing_requests": limits.target_ongoing_requests,
+                "upscale_delay_s": 10.0, "downscale_delay_s": 120.0},
+            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+        }
+
     def core_options(self) -> CoreOptions:
         """The session core's bounds on one replica."""
-        return CoreOptions(self.session_ttl_s, self.max_sessions, self.max_batch_size, self.max_wait_ms)
+        return CoreOptions(self.session_ttl_s, self.max_sessions, self.max_batch_size, self.max_wait_ms,
+                           self.max_sessions_per_client)
 
 
 # Ray Serve hands each replica its own copy of the FastAPI app, so a replica's
@@ -99,6 +136,12 @@ def _check_token(request: Request) -> None:
         raise ApiError(401, "unauthorized", "missing or wrong bearer token")
 
 
+def _client(request: Request) -> str | None:
+    """Who asks, for the per-client bounds (core/admission.py): the remote address. The
+    bearer token is one per deployment, so it cannot tell users apart."""
+    return request.client.host if request.client is not None else None
+
+
 def _check_session_header(request: Request, session_id: str) -> None:
     """The affinity header routes the request; a different id in the path would run the
     session on a replica that the router did not pick for it (a silent fork)."""
@@ -113,8 +156,17 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
         response = _error(exc.status, exc.code, exc.detail)
-        if exc.status == 503:
+        if exc.status in (429, 503):
             response.headers["retry-after"] = str(RETRY_AFTER_S)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        """Starlette's and FastAPI's own refusals (no such path or method, a body that
+        cannot be parsed) as ErrorResponses too."""
+        code = _HTTP_CODES.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "bad_request")
+        response = _error(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. a 405's Allow
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -164,8 +216,10 @@ def create_app(driver=None, token: str | None = None) -> FastAPI:
     @app.get("/v1/model", dependencies=auth, responses=_ERRORS)
     async def model_info(request: Request) -> dict:
         """The served model's id and limits."""
-        engine = _state(request, "driver").engine
-        return {"model_id": engine.model_id, "max_gen_len": MAX_GEN_LEN, "device": str(engine.device)}
+        driver = _state(request, "driver")
+        engine = driver.engine
+        return {"model_id": engine.model_id, "max_gen_len": MAX_GEN_LEN, "device": str(engine.device),
+                "max_sessions": driver.core.options.max_sessions}
 
     @app.post("/v1/sessions", dependencies=auth, responses=_ERRORS)
     async def create_session(body: CreateSessionRequest, request: Request) -> CreateSessionResponse:
@@ -176,13 +230,13 @@ def create_app(driver=None, token: str | None = None) -> FastAPI:
     async def infer(session_id: str, body: InferRequest, request: Request) -> InferResponse:
         """Accompaniment for ticks s .. s+GL-1 (or ``superseded``); 404 unknown_session: re-send ``context``."""
         _check_session_header(request, session_id)
-        return await _state(request, "driver").infer(session_id, body)
+        return await _state(request, "driver").infer(session_id, body, _client(request))
 
     @app.delete("/v1/sessions/{session_id}", dependencies=auth, status_code=204, responses=_ERRORS)
     async def close_session(session_id: str, request: Request) -> None:
         """Close a session."""
         _check_session_header(request, session_id)
-        _state(request, "driver").close(session_id)
+        _state(request, "driver").close(session_id, _client(request))
 
     mount_jam(app, auth)  # the jam page (streammuse.serving.jam)
     return app
@@ -211,13 +265,14 @@ def build_app(args: dict | None = None):
         options.session_secret = secrets.token_hex(32)  # generated once, handed to every replica
     fastapi_app = create_app()
 
+    deployment = options.deployment_options()
+
     @serve.deployment(
         name="StreamMuseServer",
-        max_ongoing_requests=options.max_ongoing_requests,
-        ray_actor_options={"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
-        autoscaling_config=AutoscalingConfig(
-            min_replicas=options.min_replicas, max_replicas=options.max_replicas,
-            target_ongoing_requests=options.target_ongoing_requests, upscale_delay_s=10.0, downscale_delay_s=120.0),
+        max_ongoing_requests=deployment["max_ongoing_requests"],
+        max_queued_requests=deployment["max_queued_requests"],
+        ray_actor_options=deployment["ray_actor_options"],
+        autoscaling_config=AutoscalingConfig(**deployment["autoscaling_config"]),
         request_router_config=RequestRouterConfig(
             request_router_class=ROUTER_CLASS,
             # 0 fallbacks: strict affinity; a busy replica queues, and supersedes stale work.
@@ -229,8 +284,12 @@ def build_app(args: dict | None = None):
             opts = DeployOptions(**options_dict)
             from streammuse.serving import app as this_module
 
+            engine = load_engine(opts)
+            if opts.max_sessions == 0:  # measure what this replica carries
+                opts.max_sessions = sessions_for(measure_step_ms(engine, opts.plan(), ladder(opts.max_batch_size)),
+                                                 opts.plan(), opts.max_batch_size)
             this_module._REPLICA.update(
-                driver=RealtimeDriver(SessionCore(load_engine(opts), opts.core_options(), opts.session_secret)),
+                driver=RealtimeDriver(SessionCore(engine, opts.core_options(), opts.session_secret)),
                 token=os.environ.get(TOKEN_ENV) or None,
                 replica=serve.get_replica_context().replica_id.to_full_id_str())
 

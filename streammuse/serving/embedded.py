@@ -52,7 +52,9 @@ def start_server(kind: str = "local", checkpoint: str | None = None, random_weig
     if kind == "ray":
         from streammuse.serving.raylocal import start_local, stop_local
 
-        opts = {"min_replicas": 1, "max_replicas": 1, "checkpoint": checkpoint, "random_weights": random_weights, **options}
+        # One client (this replay): a fixed capacity, not one measured for a plan it may not follow.
+        opts = {"min_replicas": 1, "max_replicas": 1, "checkpoint": checkpoint, "random_weights": random_weights,
+                "max_sessions": 256, "max_sessions_per_client": 0, **options}
         return EmbeddedServer(start_local(opts), stop_local)
     raise StreamMuseError(f"embedded server kind {kind!r}: expected 'local' or 'ray'")
 

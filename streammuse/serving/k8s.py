@@ -9,6 +9,7 @@ push one (docs/deploy.md) and pass ``--image``; a dry run without it renders
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 from dataclasses import asdict
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from streammuse.core.session_ids import SECRET_ENV
 from streammuse.errors import StreamMuseError
 from streammuse.serving.app import DeployOptions
 
@@ -24,6 +26,9 @@ PLACEHOLDER_IMAGE = "REGISTRY/streammuse:cuda"  # says what to put there; never 
 DEFAULT_OUT_DIR = Path("streammuse-k8s")
 EXAMPLE = Path(__file__).resolve().parents[2] / "k8s" / "rayservice.yaml"  # in a source checkout
 SERVE_PORT = 8000
+# Session ids are signed with this Secret's key (core/session_ids.py): every pod reads the
+# same one, and it outlives redeploys, so live sessions' ids stay valid across them.
+SESSION_SECRET_NAME, SESSION_SECRET_KEY = "streammuse-session-secret", "secret"
 
 
 def serve_config(options: DeployOptions) -> dict:
@@ -35,18 +40,7 @@ def serve_config(options: DeployOptions) -> dict:
             "import_path": "streammuse.serving.app:build_app",
             "route_prefix": options.route_prefix,
             "args": args,
-            "deployments": [{
-                "name": "StreamMuseServer",
-                "max_ongoing_requests": options.max_ongoing_requests,
-                "autoscaling_config": {
-                    "min_replicas": options.min_replicas,
-                    "max_replicas": options.max_replicas,
-                    "target_ongoing_requests": options.target_ongoing_requests,
-                    "upscale_delay_s": 10.0,
-                    "downscale_delay_s": 120.0,
-                },
-                "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
-            }],
+            "deployments": [{"name": "StreamMuseServer", **options.deployment_options()}],
         }],
     }
 
@@ -58,7 +52,11 @@ def _container(name: str, image: str, resources: dict, ports: list[tuple[str, in
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": n, "containerPort": p} for n, p in ports],
         "resources": {"requests": resources, "limits": resources},
-        "env": [{"name": "STREAMMUSE_TOKEN", "valueFrom": {"secretKeyRef": {"name": "streammuse-token", "key": "token", "optional": True}}}],
+        "env": [
+            {"name": "STREAMMUSE_TOKEN", "valueFrom": {"secretKeyRef": {"name": "streammuse-token", "key": "token", "optional": True}}},
+            # Not optional: a pod without it would sign ids the other replicas reject.
+            {"name": SECRET_ENV, "valueFrom": {"secretKeyRef": {"name": SESSION_SECRET_NAME, "key": SESSION_SECRET_KEY}}},
+        ],
         "readinessProbe": probe,
         "livenessProbe": {**probe, "initialDelaySeconds": 60, "failureThreshold": 5},
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False},
@@ -133,17 +131,33 @@ def write_manifest(manifest: dict, out_dir: Path) -> Path:
     return path
 
 
+def ensure_session_secret(kubectl: str, context: str) -> str:
+    """Create the session-signing Secret with a random key unless it exists (never
+    replaced: that would invalidate every live session id); a line saying which."""
+    found = subprocess.run([kubectl, "get", "secret", SESSION_SECRET_NAME, "-o", "name"], capture_output=True, text=True, timeout=60)
+    if found.returncode == 0:
+        return f"secret/{SESSION_SECRET_NAME} exists (kept)"
+    made = subprocess.run([kubectl, "create", "secret", "generic", SESSION_SECRET_NAME, f"--from-file={SESSION_SECRET_KEY}=/dev/stdin"],
+                          input=secrets.token_hex(32), capture_output=True, text=True, timeout=60)  # stdin: not in ps
+    if made.returncode != 0:
+        last = (made.stderr.strip().splitlines() or ["kubectl create secret failed"])[-1]
+        raise StreamMuseError(f"cluster {context!r} unreachable or refused secret/{SESSION_SECRET_NAME}: {last}")
+    return made.stdout.strip()
+
+
 def apply_manifest(path: Path) -> str:
-    """``kubectl apply -f path`` on the current context; its output. StreamMuseError when
-    kubectl, a context or the cluster is missing."""
+    """Make sure the session-signing Secret exists, then ``kubectl apply -f path`` on the
+    current context; their output. StreamMuseError when kubectl, a context or the
+    cluster is missing."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise StreamMuseError(f"kubectl not found; the manifest is in {path} (apply it with kubectl apply -f)")
     context = subprocess.run([kubectl, "config", "current-context"], capture_output=True, text=True)
     if context.returncode != 0:
         raise StreamMuseError(f"kubectl has no current context; the manifest is in {path}")
+    secret = ensure_session_secret(kubectl, context.stdout.strip())
     done = subprocess.run([kubectl, "apply", "-f", str(path)], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["kubectl apply failed"])[-1]
         raise StreamMuseError(f"cluster {context.stdout.strip()!r} unreachable or refused the manifest: {last}")
-    return done.stdout.strip()
+    return secret + "\n" + done.stdout.strip()

@@ -30,6 +30,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def check_port_free(host: str, port: int) -> None:
+    """StreamMuseError unless ``host:port`` can be bound now. Ray Serve's proxy would
+    otherwise start beside a server already listening there (both answering), or fail
+    later inside Ray with no clear message."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StreamMuseError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); "
+                                  "is another server running there? pick another port") from None
+
+
 def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1", num_cpus: int | None = None,
                 address: str | None = None, timeout_s: float = 180.0) -> str:
     """Start (or join, with ``address``) a Ray instance, run the app, wait until healthy; the URL.
@@ -42,6 +55,8 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
 
     from streammuse.serving.app import build_app
 
+    if port is not None and address is None:
+        check_port_free(host, port)  # a fresh instance: nothing of ours listens there yet
     port = port or free_port()
     if not ray.is_initialized():
         init_quietly(address, num_cpus)
