@@ -157,9 +157,13 @@ def test_docs_follow_the_token(engine):
 
 
 def test_one_client_cannot_fill_the_replica(engine):
-    """Client A opens its share (half of max_sessions) and is refused 429 with
-    Retry-After; client B still gets sessions; A's refusal evicts nothing."""
-    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_sessions=4, max_sessions_per_client=None)))
+    """Client A opens its share and is refused 429 with Retry-After; client B still
+    gets sessions; A's refusal evicts nothing."""
+    from streammuse.core.admission import per_client_limit
+
+    # the default share: half, but at least min(N, 4) (a replay's default concurrency)
+    assert [per_client_limit(n, None) for n in (1, 2, 3, 4, 6, 10, 11)] == [1, 2, 3, 4, 4, 5, 6]
+    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_sessions=4, max_sessions_per_client=2)))
     app = create_app(driver)
     first = {"request_tick": 0, "gen_len": 1}
 

@@ -62,7 +62,7 @@ Ckpt = Annotated[Path | None, typer.Option(help="Checkpoint folder; default: the
 Ttl = Annotated[float, typer.Option("--session-ttl", help="Seconds before an idle session is dropped.")]
 MaxS = Annotated[int, typer.Option("--max-sessions", help="Sessions one replica carries; 0: measured (docs/deploy.md).")]
 PerClient = Annotated[int | None, typer.Option(
-    "--max-sessions-per-client", help="Sessions one client (remote address) holds on a replica; default half of the capacity, 0: no bound.")]
+    "--max-sessions-per-client", help="Sessions one client (remote address) holds on a replica; default half of the capacity (at least 4), 0: no bound.")]
 PlanBpm = Annotated[float, typer.Option("--plan-bpm", help="Capacity plan: the sessions' tempo.")]
 PlanI = Annotated[int, typer.Option("--plan-interval", help="Capacity plan: the sessions' inference interval I.")]
 PlanGL = Annotated[int, typer.Option("--plan-gen-len", help="Capacity plan: the sessions' generation length GL.")]

@@ -26,11 +26,16 @@ MAX_TOMBSTONES = 10_000  # closed ids remembered in all
 MAX_TOMBSTONES_PER_CLIENT = 1_000  # of which one client's
 
 
+DEFAULT_CLIENT_FLOOR = 4  # a replay's default --concurrency: one user's songs at once
+
+
 def per_client_limit(max_sessions: int, max_sessions_per_client: int | None) -> int | None:
     """A client's share of one replica's sessions: the set value (0: no per-client
-    bound, None returned), else ceil(max_sessions / 2)."""
+    bound, None returned), else ceil(max_sessions / 2), but at least
+    min(max_sessions, 4) so one musician's default replay is never refused by its own
+    share on a replica that measured a small capacity."""
     if max_sessions_per_client is None:
-        return max(1, math.ceil(max_sessions / 2))
+        return max(1, math.ceil(max_sessions / 2), min(max_sessions, DEFAULT_CLIENT_FLOOR))
     return max_sessions_per_client or None
 
 
