@@ -6,8 +6,9 @@ M[..t] the server has not seen, over HTTP to a local Ray Serve app with one repl
 client thread waits for its answer before the next send; an onset that passed meanwhile
 is skipped (the next request is for the tick now due). Tick t is played when a request
 covering it (s in t-GL+1 .. t) came back before t's onset (tau = 125 ms at 120 BPM).
-Prints median / p95 / p99 RTT and the share of ticks played per N, and the largest N with
-p95 RTT < tau and >= 99 % ticks played.
+Prints median / p95 / p99 RTT and the share of ticks played per N, the cores the replica,
+Ray's HTTP proxy and the client threads kept busy (CPU seconds / wall seconds, from
+/proc), and the largest N with p95 RTT < tau and >= 99 % ticks played.
 
     PYTHONPATH=. .venv/bin/python bench/serving_concurrency.py [--sessions 4,8,12] [--seconds 10] [--batching on,off]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import threading
 import time
 
@@ -62,16 +64,44 @@ def run_session(url: str, seed: int, seconds: float, out: list) -> None:
     out.append((rtts, played, len(ticks)))
 
 
-def measure(url: str, n: int, seconds: float) -> tuple[np.ndarray, float]:
-    """RTTs (ms) of ``n`` sessions run at once, and the share of their ticks played."""
+CPU_ROLES = {"replica": "ServeReplica", "proxy": "ProxyActor"}
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) so far of the replica, the proxy and this process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {role: 0.0 for role in (*CPU_ROLES, "clients")}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if int(pid) == os.getpid():
+            out["clients"] += used
+        for role, name in CPU_ROLES.items():
+            if name in cmd:
+                out[role] += used
+    return out
+
+
+def measure(url: str, n: int, seconds: float) -> tuple[np.ndarray, float, dict[str, float]]:
+    """RTTs (ms) of ``n`` sessions run at once, the share of their ticks played, and the
+    cores each role kept busy meanwhile."""
     out: list = []
     threads = [threading.Thread(target=run_session, args=(url, i, seconds, out)) for i in range(n)]
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    cpu1, wall = cpu_seconds(), time.perf_counter() - wall0
     rtts = np.asarray([r for rs, _, _ in out for r in rs])
-    return rtts, sum(p for _, p, _ in out) / max(1, sum(c for _, _, c in out))
+    cores = {role: (cpu1[role] - cpu0[role]) / wall for role in cpu0}
+    return rtts, sum(p for _, p, _ in out) / max(1, sum(c for _, _, c in out)), cores
 
 
 def main() -> None:
@@ -85,9 +115,10 @@ def main() -> None:
     parser.add_argument("--replica-cpus", type=float, default=1.0, help="num_cpus of the replica (torch threads follow it)")
     args = parser.parse_args()
     ns = [int(x) for x in args.sessions.split(",")]
-    console = Console(width=120)
+    console = Console(width=140)
     table = Table(title=f"one Ray Serve replica over HTTP, I=1, GL={GEN_LEN}, 120 BPM (tau {TAU_MS:.0f} ms)")
-    for col in ("batching", "N", "requests", "median ms", "p95 ms", "p99 ms", "ticks played"):
+    for col in ("batching", "N", "requests", "median ms", "p95 ms", "p99 ms", "ticks played",
+                "cores: replica / proxy / clients"):
         table.add_column(col, justify="right")
     best = {}
     for mode in args.batching.split(","):
@@ -96,9 +127,10 @@ def main() -> None:
                            "max_batch_size": batch, "max_wait_ms": args.max_wait_ms, "num_cpus": args.replica_cpus})
         try:
             for n in ns:
-                rtts, played = measure(url, n, args.seconds)
+                rtts, played, cores = measure(url, n, args.seconds)
                 p50, p95, p99 = np.percentile(rtts, [50, 95, 99]) if len(rtts) else (np.nan,) * 3
-                table.add_row(mode, str(n), str(len(rtts)), f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}", f"{played:.1%}")
+                table.add_row(mode, str(n), str(len(rtts)), f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}", f"{played:.1%}",
+                              " / ".join(f"{cores[k]:.2f}" for k in ("replica", "proxy", "clients")))
                 if p95 < TAU_MS and played >= 0.99:
                     best[mode] = n
         finally:
