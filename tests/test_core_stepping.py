@@ -120,3 +120,24 @@ def test_requests_of_a_running_session_wait_and_a_closed_one_is_released_after(e
     assert older.status == "superseded" and newer.status == "ok" and len(newer.accompaniment) == 2
     assert gone_state.released and gone_state.slot is None
     assert gone not in driver.core.sessions and not driver.core.in_flight
+
+
+def test_max_batch_size_caps_the_running_requests(engine):
+    """With room for one running request, a GL 3 request waits for the GL 16 one."""
+    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_wait_ms=0, max_batch_size=1)))
+    ids = [driver.create(CreateSessionRequest(seed=s)).session_id for s in (1, 2)]
+    order = []
+
+    async def run():
+        async def ask(sid, request, name):
+            await driver.infer(sid, request)
+            order.append((name, driver.steps.steps))
+
+        long = asyncio.ensure_future(ask(ids[0], _req(4, 16), "GL16"))
+        while driver.steps.steps < 1:
+            await asyncio.sleep(0.001)
+        await ask(ids[1], _req(7, 3, 2), "GL3")
+        await long
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+    assert order == [("GL16", 16), ("GL3", 19)] and driver.core.batch_sizes == [1, 1]

@@ -48,6 +48,8 @@ class StepRun:
     def admit(self, now_s: float) -> Batch | None:
         """The waiting requests that may join before the next step (None: none may)."""
         core = self.core
+        if len(core.in_flight) >= core.options.max_batch_size:
+            return None  # full: they wait for a running request to end
         if not any(id(job.session) not in core.in_flight for job in core.pending):
             return None
         batch = core.take_batch(now_s)
