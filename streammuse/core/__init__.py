@@ -7,7 +7,8 @@ re-sent context rebuilds the session, and the requests of many sessions run in o
 batched engine call. It is clock-agnostic: every method takes the time it runs at.
 
 The drivers (``drivers.py``) decide only where time comes from: ``RealtimeDriver``
-(asyncio + a worker thread: ``serve``, ``deploy``, the Local socket server),
+(asyncio + a worker thread: ``serve``, ``deploy``, the Local socket server; it batches
+continuously, requests joining between frame steps, ``stepping.py``),
 ``VirtualDriver`` (the sim clock: time advanced by the simulation, a batch lasting its
 measured compute time or a profile's measured server model) and ``run_now`` (one
 request, at once, in this thread).

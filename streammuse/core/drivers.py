@@ -4,8 +4,10 @@ All three call :class:`~streammuse.core.sessions.SessionCore` in the same order
 (``submit``, ``next_batch_at``, ``take_batch``, ``compute``, ``finish``), so the rules a
 simulation plays by are the rules the server plays by.
 
-* :class:`RealtimeDriver`: the server's. Time is ``time.monotonic``; a batch's compute
-  runs in a worker thread while the event loop keeps accepting requests.
+* :class:`RealtimeDriver`: the server's. Time is ``time.monotonic``; the engine runs in a
+  worker thread while the event loop keeps accepting requests. With an engine that steps
+  (``begin`` / ``step``) it batches continuously (``stepping.py``): requests join between
+  frame steps and each is answered when its own GL is done; else one batch at a time.
 * :class:`VirtualDriver`: the sim clock's. Time is what the simulation says; a batch
   lasts ``server_ms(batch)``: its measured compute time, or a draw from a profile's
   measured server model.
@@ -27,6 +29,7 @@ from streammuse.contract import (
     InferResponse,
 )
 from streammuse.core.sessions import Batch, Job, SessionCore
+from streammuse.core.stepping import StepRun, stepwise
 
 
 class _Driver:
@@ -71,12 +74,15 @@ class _Driver:
 
 
 class RealtimeDriver(_Driver):
-    """The core on the running asyncio loop, one batch at a time in a worker thread."""
+    """The core on the running asyncio loop, its engine work in a worker thread: one frame
+    step at a time with requests joining between steps (an engine that steps), else one
+    whole batch at a time."""
 
     def __init__(self, core: SessionCore, clock: Callable[[], float] = time.monotonic) -> None:
         self.core, self.clock = core, clock
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
+        self.steps = StepRun(core) if stepwise(core.engine) else None
 
     def now_s(self) -> float:
         """Now, on the driver's clock."""
@@ -100,6 +106,9 @@ class RealtimeDriver(_Driver):
 
     async def _run(self) -> None:
         while True:
+            if self.steps is not None and self.steps.running:
+                await self._step(self.steps.admit(self.now_s()))
+                continue
             start_at = self.core.next_batch_at(self.now_s())
             if start_at is None:
                 self._wake.clear()
@@ -114,6 +123,9 @@ class RealtimeDriver(_Driver):
                 except asyncio.TimeoutError:
                     pass
                 continue
+            if self.steps is not None:
+                await self._step(self.steps.admit(self.now_s()))
+                continue
             batch = self.core.take_batch(self.now_s())
             try:
                 if batch.jobs:
@@ -122,7 +134,21 @@ class RealtimeDriver(_Driver):
             except Exception as exc:  # noqa: BLE001 - our bug, but no request may hang on it
                 self.core.busy = False
                 for job in batch.jobs:
+                    self.core.in_flight.discard(id(job.session))
                     job.answer(error=ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}"))
+
+    async def _step(self, batch: Batch | None) -> None:
+        """Admit ``batch`` and run one frame step of everything running (worker thread),
+        then answer what is done."""
+        try:
+            await asyncio.to_thread(self.steps.advance, batch)
+            self.steps.settle(self.now_s())
+        except Exception as exc:  # noqa: BLE001 - our bug, but no request may hang on it
+            error = ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
+            self.steps.fail_all(error)
+            for job in batch.jobs if batch is not None else []:
+                self.core.in_flight.discard(id(job.session))
+                job.answer(error=error)
 
 
 class VirtualDriver(_Driver):

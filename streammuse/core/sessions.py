@@ -123,6 +123,7 @@ class SessionCore:
         self.sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
         self.closed = ClosedIds()
         self.pending: list[Job] = []
+        self.in_flight: set[int] = set()  # id() of the sessions whose request is in the engine
         self.busy = False
         self.idle_since_s = -float("inf")
         self.batch_sizes: list[int] = []  # sizes of the engine calls made (bench, tests)
@@ -165,7 +166,9 @@ class SessionCore:
         release = getattr(self.engine, "release", None)
         gone, self._released = self._released, []
         for sess in gone:
-            if release is not None and not any(j.session is sess for j in self.pending):
+            if id(sess) in self.in_flight:
+                self._released.append(sess)  # its request still runs: released after it
+            elif release is not None and not any(j.session is sess for j in self.pending):
                 release(sess.state)
 
     def _session_for(self, session_id: str, request: InferRequest, now_s: float, client: str | None = None) -> Session:
@@ -238,11 +241,16 @@ class SessionCore:
     def take_batch(self, now_s: float) -> Batch:
         """Start a batch at ``now_s``: the newest waiting request of up to
         ``max_batch_size`` sessions; each session's older waiting requests are answered
-        ``superseded`` (a context they carried passes to the newest)."""
-        self._release_gone()  # no batch runs now: slots can go back
+        ``superseded`` (a context they carried passes to the newest). A session whose
+        request is still in the engine (continuous batching) keeps waiting, untouched."""
+        self._release_gone()  # no engine step runs now: slots can go back
         newest: dict[int, Job] = {}
         carried: dict[int, object] = {}
+        held = [job for job in self.pending if id(job.session) in self.in_flight]
+        room = self.options.max_batch_size - len(self.in_flight)
         for job in self.pending:
+            if id(job.session) in self.in_flight:
+                continue
             key = id(job.session)
             older = newest.get(key)
             if older is not None:
@@ -257,11 +265,13 @@ class SessionCore:
                                                     and job.request.request_tick < job.session.fed_until):
                 job.answer(InferResponse(status="superseded", request_tick=job.request.request_tick,
                                          queue_ms=(now_s - job.arrived_s) * 1000))
-            elif len(live) < self.options.max_batch_size:
+            elif len(live) < room:
                 live.append(job)
+                self.in_flight.add(id(job.session))
             else:
                 rest.append(job)
-        self.pending = rest
+        waiting = {id(job) for job in held + rest}
+        self.pending = [job for job in self.pending if id(job) in waiting]
         self.busy = True
         batch = Batch(live, [], [], now_s)
         for job in live:
@@ -270,8 +280,9 @@ class SessionCore:
             batch.items.append(_engine_item(job.session, job.request))
         return batch
 
-    def compute(self, batch: Batch) -> None:
-        """Run the batch's engine work (rebuilds, then one ``infer_batch``); any thread.
+    def compute(self, batch: Batch, run: Callable[[list[tuple]], list] | None = None) -> None:
+        """Run the batch's engine work (rebuilds, then one ``infer_batch``, or ``run``:
+        ``engine.begin`` for continuous batching); any thread.
 
         A bad request (a ``StreamMuseError`` from the engine) fails alone: the batch is
         re-run one request at a time. Any other exception fails the whole batch with
@@ -280,12 +291,12 @@ class SessionCore:
         """
         started = time.perf_counter()
         try:
-            batch.results = self._compute(batch)
+            batch.results = self._compute(batch, run or self.engine.infer_batch)
         except Exception as exc:  # noqa: BLE001 - every waiting request must be answered
             batch.results = [ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")] * len(batch.jobs)
         batch.compute_ms = (time.perf_counter() - started) * 1000
 
-    def _compute(self, batch: Batch) -> list:
+    def _compute(self, batch: Batch, run: Callable[[list[tuple]], list]) -> list:
         items, failed = [], {}
         for k, (item, context) in enumerate(zip(batch.items, batch.contexts)):
             if context is not None:
@@ -296,12 +307,12 @@ class SessionCore:
             items.append(item)
         live = [k for k in range(len(items)) if k not in failed]
         try:
-            out = dict(zip(live, self.engine.infer_batch([items[k] for k in live]))) if live else {}
+            out = dict(zip(live, run([items[k] for k in live]))) if live else {}
         except StreamMuseError:
             out = {}
             for k in live:  # one bad request must not fail the others
                 try:
-                    out[k] = self.engine.infer_batch([items[k]])[0]
+                    out[k] = run([items[k]])[0]
                 except StreamMuseError as exc:
                     out[k] = ApiError(422, "bad_request", str(exc))
         return [failed.get(k, out.get(k)) for k in range(len(items))]
@@ -314,16 +325,22 @@ class SessionCore:
         self.batch_sizes.append(len(batch.jobs))
         server_ms = batch.compute_ms if server_ms is None else server_ms
         for job, result in zip(batch.jobs, batch.results):
-            if isinstance(result, ApiError):
-                # The engine state may be half-updated: forget the session, so the
-                # client's next request re-sends its context (404 unknown_session).
-                if self.sessions.get(job.session_id) is job.session:
-                    self._forget(job.session_id)
-                job.answer(error=result)
-                continue
-            job.answer(InferResponse(status="ok", request_tick=job.request.request_tick,
-                                     accompaniment=frames_to_wire(result),
-                                     queue_ms=(batch.started_s - job.arrived_s) * 1000, inference_ms=server_ms))
+            self.answer_job(job, result, batch.started_s, server_ms)
+
+    def answer_job(self, job: Job, result, started_s: float, server_ms: float) -> None:
+        """Answer one request the engine ran (started at ``started_s``, ``server_ms`` of
+        engine time): its frames, or an ApiError that also forgets its session."""
+        self.in_flight.discard(id(job.session))
+        if isinstance(result, ApiError):
+            # The engine state may be half-updated: forget the session, so the
+            # client's next request re-sends its context (404 unknown_session).
+            if self.sessions.get(job.session_id) is job.session:
+                self._forget(job.session_id)
+            job.answer(error=result)
+            return
+        job.answer(InferResponse(status="ok", request_tick=job.request.request_tick,
+                                 accompaniment=frames_to_wire(result),
+                                 queue_ms=(started_s - job.arrived_s) * 1000, inference_ms=server_ms))
 
     def fail_all(self, error: ApiError) -> None:
         """Answer every waiting request with ``error`` (a driver shutting down)."""

@@ -41,9 +41,9 @@ from streammuse.model.checkpoint import SHIPPED_CHECKPOINT, load_model, weights_
 from streammuse.model.config import StreamMuseConfig, preset
 from streammuse.model.modeling import PART_A, PART_M, StreamMuseModel
 from streammuse.model.sampling import Sampling, grammar_mask, note_pitch_index, sample_rows, sample_rows_counter
-from streammuse.model.session import SessionState, check_frames
+from streammuse.model.session import GenJob, SessionState, check_chunks, check_frames
 
-__all__ = ["MAX_GEN_LEN", "Sampling", "SessionState", "StreamingEngine", "check_frames", "generate_offline",
+__all__ = ["MAX_GEN_LEN", "GenJob", "Sampling", "SessionState", "StreamingEngine", "check_frames", "generate_offline",
            "load_model"]
 
 
@@ -129,20 +129,37 @@ class StreamingEngine:
         call over the slot cache; the local encoder and decoder run batched across
         sessions too. A session's output is the same whatever else is in the batch.
         """
+        jobs = self.begin(requests)
+        while not all(job.done for job in jobs):
+            self.step(jobs)
+        return [job.result() for job in jobs]
+
+    def begin(self, requests: list[tuple]) -> list[GenJob]:
+        """Start requests (the tuples of :meth:`infer_batch`) without generating a frame:
+        write each one's melody, roll its cache back and feed it. :meth:`step` then
+        generates; jobs may begin while others are between steps (continuous batching),
+        and a session's tokens do not depend on who else is running.
+
+        Raises:
+            StreamMuseError: a bad request (nothing of the batch began), or a session that
+                already has a job running.
+        """
         prepared = []
         seen: set[int] = set()
-        chunks = _check_chunks([req[2] for req in requests])
+        chunks = check_chunks([req[2] for req in requests])
         for req, m_new in zip(requests, chunks):
             state, s, _, gl, *rest = req
-            if id(state) in seen:
-                raise StreamMuseError("infer_batch: one session appears twice in the batch")
+            if id(state) in seen or getattr(state, "running", False):
+                raise StreamMuseError("infer: one session has two requests running at once")
             seen.add(id(state))
             prepared.append(self._accept(state, int(s), m_new, int(gl), rest[0] if rest else None))
         with self._lock, torch.inference_mode():
             self.slots.collect()
-            todo = [(state, self._sync(state, s, gl)) for state, s, gl in prepared]
-            self._feed([st for st, _ in todo], [rows for _, rows in todo])
-            return self._generate([(st, s, gl) for st, s, gl in prepared])
+            rows = [self._sync(state, s, gl) for state, s, gl in prepared]
+            self._feed([state for state, _, _ in prepared], rows)
+        for state, _, _ in prepared:
+            state.running = True
+        return [GenJob(state, s, gl) for state, s, gl in prepared]
 
     def rebuild(self, state: SessionState, melody_frames, accompaniment_frames) -> None:
         """Replace the session's history with context re-sent by a client (M[:s], A[:s]).
@@ -325,43 +342,29 @@ class StreamingEngine:
             prefix = torch.cat([prefix, tok.unsqueeze(1)], dim=1)
         return out
 
-    def _generate(self, jobs: list[tuple[SessionState, int, int]]) -> list[np.ndarray]:
-        """A[s], M[s], ..., A[s+GL-1] in lockstep across sessions."""
-        results: list[list[np.ndarray]] = [[] for _ in jobs]
-        for i in range(max(gl for _, _, gl in jobs)):
-            active = [k for k, (_, _, gl) in enumerate(jobs) if i < gl]
-            states = [jobs[k][0] for k in active]
+    def step(self, jobs: list[GenJob]) -> None:
+        """Advance every unfinished job one tick, all in one batch: A[s+i] for each; the
+        jobs with more to generate then feed it, guess M[s+i] and feed that."""
+        jobs = [job for job in jobs if not job.done]
+        if not jobs:
+            return
+        with self._lock, torch.inference_mode():
+            states = [job.state for job in jobs]
             acc = self._decode(states, PART_A)
-            for row, k in enumerate(active):
-                st, s, _ = jobs[k]
-                results[k].append(acc[row])
-                tick = s + i
+            for row, job in enumerate(jobs):
+                st, tick = job.state, job.tick + len(job.frames)
+                job.frames.append(acc[row])
                 if len(st.accompaniment) <= tick:
                     st.accompaniment = np.concatenate([st.accompaniment, empty_frames(tick + 1 - len(st.accompaniment))])
                 st.accompaniment[tick] = acc[row]
-            more = [row for row, k in enumerate(active) if i + 1 < jobs[k][2]]
+                st.running = not job.done
+            more = [row for row, job in enumerate(jobs) if not job.done]
             if not more:
-                continue
+                return
             states = [states[r] for r in more]
             self._feed(states, [acc[r : r + 1] for r in more])
             mel = self._decode(states, PART_M)
             self._feed(states, [mel[r : r + 1] for r in range(len(states))])
-        return [np.stack(r) for r in results]
-
-
-def _check_chunks(chunks: list) -> list[np.ndarray]:
-    """Every request's melody chunk through :func:`check_frames`: in one call when all are
-    frame arrays (the usual case: one frame each), else (or when one is bad, to name it)
-    one by one."""
-    chunks = [c if len(c) else empty_frames(0) for c in chunks]
-    arrays = [np.asarray(c) for c in chunks]
-    if all(a.ndim == 2 and a.shape[1:] == (vocab.FRAME_LEN,) for a in arrays):
-        try:
-            flat = check_frames(np.concatenate(arrays), "melody_frames")
-            return np.split(flat, np.cumsum([len(a) for a in arrays])[:-1])
-        except StreamMuseError:
-            pass
-    return [check_frames(c, "melody_frames") for c in chunks]
 
 
 def generate_offline(engine: StreamingEngine, melody_frames, sampling: Sampling | None = None) -> np.ndarray:

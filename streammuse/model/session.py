@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from streammuse.datasets import vocab
+from streammuse.datasets.frames import empty_frames
 from streammuse.errors import StreamMuseError
 from streammuse.model.batched_cache import SlotCache, SlotView
 from streammuse.model.sampling import Sampling
@@ -38,6 +39,7 @@ class SessionState:
     requests: int = 0
     draws: int = 0  # tokens drawn so far: the counter of the counter-based sampler
     released: bool = False
+    running: bool = False  # a GenJob of this session is begun and not done yet
     _finalizer: weakref.finalize | None = field(default=None, repr=False)
 
     @property
@@ -51,6 +53,26 @@ class SessionState:
         if not self.live:
             return None
         return self.slots.hidden[self.slot, : int(self.slots.lengths[self.slot])]
+
+
+@dataclass(eq=False)
+class GenJob:
+    """One request inside the engine (``StreamingEngine.begin`` / ``step``): the session,
+    s (its first tick), GL, and the accompaniment frames generated so far."""
+
+    state: SessionState
+    tick: int
+    gen_len: int
+    frames: list = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        """True once all GL frames are generated."""
+        return len(self.frames) >= self.gen_len
+
+    def result(self) -> np.ndarray:
+        """The ``(GL, FRAME_LEN)`` accompaniment frames A[s .. s+GL-1]."""
+        return np.stack(self.frames)
 
 
 def check_frames(frames, name: str) -> np.ndarray:
@@ -81,3 +103,18 @@ def check_frames(frames, name: str) -> np.ndarray:
     return arr.astype(np.int16)
 
 
+
+
+def check_chunks(chunks: list) -> list[np.ndarray]:
+    """Every request's melody chunk through :func:`check_frames`: in one call when all are
+    frame arrays (the usual case: one frame each), else (or when one is bad, to name it)
+    one by one."""
+    chunks = [c if len(c) else empty_frames(0) for c in chunks]
+    arrays = [np.asarray(c) for c in chunks]
+    if all(a.ndim == 2 and a.shape[1:] == (vocab.FRAME_LEN,) for a in arrays):
+        try:
+            flat = check_frames(np.concatenate(arrays), "melody_frames")
+            return np.split(flat, np.cumsum([len(a) for a in arrays])[:-1])
+        except StreamMuseError:
+            pass
+    return [check_frames(c, "melody_frames") for c in chunks]
