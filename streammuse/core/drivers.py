@@ -192,7 +192,7 @@ class DeferredCompute:
     replicas must share one engine and their sessions must differ (one song per replica).
     Each engine session's tokens are those of the unbatched run as far as the engine's
     batches are (``tests/test_model_batched.py``; a float kernel may round a batch of B
-    rows differently from one row, docs/benchmarks.md).
+    rows differently from one row, docs/client.md).
     """
 
     def __init__(self) -> None:
