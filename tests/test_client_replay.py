@@ -185,8 +185,9 @@ def test_a_two_configuration_sweep_runs_as_ray_tasks(tmp_path):
     from streammuse.experiment.sweep import run_sweep_on_ray
 
     configs = [_cfg(tmp_path / "ray", interval=i, gen_len=gl) for i, gl in ((1, 3), (2, 5))]
-    paths = run_sweep_on_ray(configs, n_songs=1, random_weights=True)
+    paths = run_sweep_on_ray(configs, n_songs=1, random_weights=True, evaluate=True)
     assert [p.name.split("-", 3)[-1] for p in paths] == ["remote-I1-GL3", "remote-I2-GL5"]
+    assert all((p / "metrics" / "summary.json").is_file() for p in paths)  # scored in the task
     from streammuse.model.engine import StreamingEngine
 
     here = StreamingEngine.random("tiny", seed=3)

@@ -10,7 +10,9 @@ simulation plays by are the rules the server plays by.
   frame steps and each is answered when its own GL is done; else one batch at a time.
 * :class:`VirtualDriver`: the sim clock's. Time is what the simulation says; a batch
   lasts ``server_ms(batch)``: its measured compute time, or a draw from a profile's
-  measured server model.
+  measured server model. Many virtual replicas over one engine may share a
+  :class:`DeferredCompute`: each batch's engine work is put off until the first of their
+  batches ends, and then every waiting batch runs in one engine call.
 * :func:`run_now`: one request served at once in the calling thread (the in-process
   transport, the profiler's engine mode).
 """
@@ -158,10 +160,14 @@ class VirtualDriver(_Driver):
         core: the session core.
         server_ms: how long a batch takes, in virtual ms, given the batch after its
             compute ran (``lambda b: b.compute_ms`` for the measured compute time).
+        deferred: shared by replicas over one engine, it runs their batches' engine work
+            together, when the first of them ends. ``server_ms`` is then called *before*
+            the compute, so it must not read it (a modelled time, never ``compute_ms``).
     """
 
-    def __init__(self, core: SessionCore, server_ms: Callable[[Batch], float]) -> None:
-        self.core, self.server_ms = core, server_ms
+    def __init__(self, core: SessionCore, server_ms: Callable[[Batch], float],
+                 deferred: DeferredCompute | None = None) -> None:
+        self.core, self.server_ms, self.deferred = core, server_ms, deferred
         self.virtual_s = 0.0
         self.running: Batch | None = None
         self.ends_s = 0.0
@@ -188,14 +194,62 @@ class VirtualDriver(_Driver):
         self.virtual_s = now_s
         if self.running is not None and now_s >= self.ends_s:
             batch, self.running = self.running, None
+            if self.deferred is not None:
+                self.deferred.run()  # this batch's answers are due: compute it (and the others)
             self.core.finish(batch, now_s, batch.server_ms)
         start_at = self.core.next_batch_at(now_s)
         if self.running is None and start_at is not None and start_at <= now_s:
             batch = self.core.take_batch(now_s)
-            if batch.jobs:
+            if batch.jobs and self.deferred is not None:
+                self.deferred.add(self.core, batch)
+            elif batch.jobs:
                 self.core.compute(batch)
             batch.server_ms = float(self.server_ms(batch)) if batch.jobs else 0.0
             self.running, self.ends_s = batch, now_s + batch.server_ms / 1000.0
+
+
+class DeferredCompute:
+    """The engine work of many virtual replicas' batches, run in one engine call.
+
+    A batch's inputs are frozen when it is taken (``take_batch``) and only the engine
+    states of its own sessions change when it runs, and a replica has at most one batch
+    out; so a batch may run at any time between its start and its end. The replicas
+    :meth:`add` their batches as they start them, and the first replica whose batch ends
+    calls :meth:`run`: every waiting batch of every replica in one ``infer_batch``. The
+    replicas must share one engine and their sessions must differ (one song per replica).
+    Each engine session's tokens are those of the unbatched run as far as the engine's
+    batches are (``tests/test_model_batched.py``; a float kernel may round a batch of B
+    rows differently from one row, docs/client.md).
+    """
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[SessionCore, Batch]] = []
+        self.sizes: list[int] = []  # jobs per engine call made (bench, tests)
+
+    def add(self, core: SessionCore, batch: Batch) -> None:
+        """Queue ``batch`` (just taken by ``core``) for the next engine call."""
+        if self.waiting and core.engine is not self.waiting[0][0].engine:
+            raise ValueError("DeferredCompute: every replica must share one engine")
+        self.waiting.append((core, batch))
+
+    def run(self) -> None:
+        """Compute every waiting batch in one engine call (its rebuilds first, a bad
+        request failing alone, as ``SessionCore.compute``); each gets its results and
+        its share of the measured compute time."""
+        if not self.waiting:
+            return
+        waiting, self.waiting = self.waiting, []
+        batches = [b for _, b in waiting]
+        merged = Batch([j for b in batches for j in b.jobs], [i for b in batches for i in b.items],
+                       [c for b in batches for c in b.contexts], min(b.started_s for b in batches))
+        waiting[0][0].compute(merged)
+        self.sizes.append(len(merged.jobs))
+        at = 0
+        for batch in batches:
+            n = len(batch.jobs)
+            batch.results = merged.results[at : at + n]
+            batch.compute_ms = merged.compute_ms * n / len(merged.jobs)
+            at += n
 
 
 def run_now(core: SessionCore, session_id: str, request: InferRequest,
@@ -215,4 +269,4 @@ def run_now(core: SessionCore, session_id: str, request: InferRequest,
     return job.response
 
 
-__all__ = ["RealtimeDriver", "VirtualDriver", "run_now", "ApiError"]
+__all__ = ["DeferredCompute", "RealtimeDriver", "VirtualDriver", "run_now", "ApiError"]

@@ -80,18 +80,28 @@ def _save(writer: RunWriter, client: SongClient, melody_notes: np.ndarray, bpm: 
 
 
 def replay_sim(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWriter, profile: LatencyProfile,
-               progress=None, client_factory=None) -> None:
+               progress=None, client_factory=None, batch_engine: bool | None = None) -> None:
     """Replay on the sim clock: ``cfg.concurrency`` songs at a time on one virtual
     timeline, sharing one virtual replica running the session core (``cfg.servers``
     "shared") or each on its own ("per-song", the paper's single-user setting), reached
-    directly or through the HTTP app (``cfg.front``), each batch lasting ``cfg.server_time``."""
-    from streammuse.client.sim import SimSong, run_simulation, shared
-    from streammuse.experiment.servers import virtual_replica
+    directly or through the HTTP app (``cfg.front``), each batch lasting ``cfg.server_time``.
 
+    ``batch_engine`` (default: where it is exact, ``servers.batches_engine_across_songs``):
+    the per-song replicas' batches run in one engine call per round; the manifest's
+    ``engine_calls`` says which."""
+    from streammuse.client.sim import SimSong, run_simulation, shared
+    from streammuse.core.drivers import DeferredCompute
+    from streammuse.experiment.servers import batches_engine_across_songs, engine_calls_label, virtual_replica
+
+    batched = batches_engine_across_songs(cfg) if batch_engine is None else batch_engine
+    if batched and (cfg.servers != "per-song" or cfg.server_time != "modelled"):
+        raise StreamMuseError("batching the engine across songs needs --servers per-song and --server-time modelled")
+    writer.add_to_manifest({"engine_calls": engine_calls_label(batched)})
     if cfg.servers == "shared":
         server = shared(*reversed(virtual_replica(cfg, engine, profile)))
     else:
-        server = lambda: tuple(reversed(virtual_replica(cfg, engine, profile)))  # noqa: E731 - one per song
+        deferred = DeferredCompute() if batched else None
+        server = lambda: tuple(reversed(virtual_replica(cfg, engine, profile, deferred)))  # noqa: E731 - one per song
     melodies, sims = {}, []
     for index, song, client in _clients(cfg, songs, writer.done_songs(), client_factory):
         melodies[song.name] = song.melody

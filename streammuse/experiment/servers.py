@@ -50,14 +50,35 @@ def server_time_label(cfg: ReplayConfig, profile: LatencyProfile) -> str:
     return f"modelled: profile {profile.name} ({src.get('kind', '?')}: {where})"
 
 
-def virtual_replica(cfg: ReplayConfig, engine, profile: LatencyProfile):
+def batches_engine_across_songs(cfg: ReplayConfig) -> bool:
+    """Whether a sim run computes the batches of many songs' replicas in one engine call
+    (``core.drivers.DeferredCompute``): only with one replica per song, where each song's
+    batches are its own, and a modelled server time, which does not depend on the compute.
+    With ``measured`` a batch lasts its own compute time, the song alone on its server:
+    batching it with other songs' would change that time, so each replica calls the engine
+    alone."""
+    return cfg.clock == "sim" and cfg.servers == "per-song" and cfg.server_time == "modelled"
+
+
+def engine_calls_label(batched: bool) -> str:
+    """What a sim run's engine calls were (for the manifest)."""
+    if batched:
+        return ("batched across songs: each replica's batch is computed when the first pending batch of any "
+                "song ends, all pending batches in one engine call (events as unbatched; tokens as far as the "
+                "engine's batches are)")
+    return "one engine call per replica batch"
+
+
+def virtual_replica(cfg: ReplayConfig, engine, profile: LatencyProfile, deferred=None):
     """``(driver, front)``: the session core on a virtual clock, reached directly
-    (``front="core"``) or through the FastAPI app in process (``front="http"``)."""
+    (``front="core"``) or through the FastAPI app in process (``front="http"``);
+    ``deferred`` (a ``DeferredCompute``) when its engine work is batched with other
+    replicas'."""
     from streammuse.client.transports import AsgiFront, CoreFront
     from streammuse.core.drivers import VirtualDriver
     from streammuse.core.sessions import SessionCore
 
-    driver = VirtualDriver(SessionCore(engine), batch_timer(cfg, profile))
+    driver = VirtualDriver(SessionCore(engine), batch_timer(cfg, profile), deferred)
     if cfg.front == "http":
         from streammuse.serving.app import create_app
 

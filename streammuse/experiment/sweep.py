@@ -24,8 +24,10 @@ from streammuse.runfolder import done_songs
 TASK_THREADS = 1  # a small model scales poorly over threads: one task per core instead
 
 
-def _run_remote(cfg: ReplayConfig, model: str | None, random_weights: bool) -> dict[str, bytes]:
-    """Ray task body: one configuration into a scratch folder; its files by relative path."""
+def _run_remote(cfg: ReplayConfig, model: str | None, random_weights: bool, evaluate: bool = False) -> dict[str, bytes]:
+    """Ray task body: one configuration into a scratch folder (scored into its
+    ``metrics/`` too with ``evaluate``, as ``streammuse evaluate`` does); its files by
+    relative path."""
     import torch
 
     from streammuse.experiment.replay import load_songs, resolve_profile, run_pair
@@ -36,6 +38,13 @@ def _run_remote(cfg: ReplayConfig, model: str | None, random_weights: bool) -> d
     with tempfile.TemporaryDirectory() as scratch:
         path, _ = run_pair(replace(cfg, out=Path(scratch), resume=False), load_songs(cfg), resolve_profile(cfg),
                            engine=engine, model_id=engine.model_id)
+        if evaluate:
+            from streammuse.metrics.evaluate import evaluate_run
+
+            try:
+                evaluate_run(path, engine=engine)
+            except Exception:  # noqa: BLE001 - keep the run: the report scores it again and says why not
+                pass
         return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
@@ -71,8 +80,10 @@ def _already_done(cfg: ReplayConfig, n_songs: int) -> Path | None:
 
 
 def run_sweep_on_ray(configs: list[ReplayConfig], n_songs: int, model: str | None = None, random_weights: bool = False,
-                     ray_address: str | None = None, on_done: Callable[[ReplayConfig, Path], None] | None = None) -> list[Path]:
-    """Run ``configs`` (sim clock or offline) as Ray tasks; their run folders, in order."""
+                     ray_address: str | None = None, on_done: Callable[[ReplayConfig, Path], None] | None = None,
+                     evaluate: bool = False) -> list[Path]:
+    """Run ``configs`` (sim clock or offline) as Ray tasks; their run folders, in order.
+    With ``evaluate`` each task also scores its run (the report then only reads them)."""
     import ray
 
     if any(c.clock == "wall" and c.setting != "offline" for c in configs):
@@ -96,7 +107,7 @@ def run_sweep_on_ray(configs: list[ReplayConfig], n_songs: int, model: str | Non
                 if on_done is not None:
                     on_done(cfg, done)
             else:
-                pending[task.remote(cfg, model, random_weights)] = k
+                pending[task.remote(cfg, model, random_weights, evaluate)] = k
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             k = pending.pop(ready[0])
