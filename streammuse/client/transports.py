@@ -21,6 +21,8 @@ context), :class:`ServerUnavailable` (unreachable, 5xx) or ``StreamMuseError`` (
 
 from __future__ import annotations
 
+import threading
+
 import os
 from typing import Protocol
 
@@ -131,27 +133,36 @@ class HttpTransport:
 
 
 class InProcessTransport:
-    """The session core in this process; each request is served at once by its rules."""
+    """The session core in this process; each request is served at once by its rules.
+
+    A server with one worker: the wall clock calls it from many threads, and the core is
+    not thread-safe (a request of a session whose previous one is still in the engine
+    waits for it), so calls take turns.
+    """
 
     def __init__(self, core) -> None:
         self.core = core
+        self._turn = threading.Lock()
 
     def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse:
         """Open a session."""
-        return self.core.create(request)
+        with self._turn:
+            return self.core.create(request)
 
     def infer(self, session_id: str, request: InferRequest, timeout_s: float | None = None) -> InferResponse:
         """Accompaniment for ticks s .. s+GL-1; ``inference_ms`` is the measured engine time."""
         from streammuse.core.drivers import run_now
 
         try:
-            return run_now(self.core, session_id, request)
+            with self._turn:
+                return run_now(self.core, session_id, request)
         except ApiError as exc:
             raise_api_error(exc)
 
     def close_session(self, session_id: str) -> None:
         """Close a session."""
-        self.core.close(session_id)
+        with self._turn:
+            self.core.close(session_id)
 
     def close(self) -> None:
         """Nothing to release."""

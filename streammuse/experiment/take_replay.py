@@ -59,8 +59,9 @@ class TakeDelays:
             self.draws.append(DelayDraw(net, net / 2.0 + send_late, net / 2.0, server))
         self._next = 0
 
-    def draw(self) -> DelayDraw:
-        """The next request's delays (a request past the take's log gets none)."""
+    def draw(self, send_ms: float = 0.0) -> DelayDraw:
+        """The next request's delays, in send order (``send_ms`` is not needed: a take
+        replays its logged delays; a request past the log gets none)."""
         if self._next >= len(self.draws):
             return DelayDraw(0.0, 0.0, 0.0, 0.0)
         self._next += 1
