@@ -226,3 +226,20 @@ def test_replay_cli_adaptive_flag(tmp_path):
     assert (run / "switches.parquet").is_file() and "adaptive" in result.output
     bad = CliRunner().invoke(app, ["replay", str(TESTSET), "--setting", "offline", "--adaptive"])
     assert bad.exit_code == 2 and "offline" in bad.output
+
+
+def test_a_request_that_timed_out_counts_as_a_slow_answer():
+    from streammuse.client.session import SongClient
+    from streammuse.datasets.frames import empty_frames
+
+    frames = empty_frames(64)
+    client = SongClient("x", frames, 1, 2, 125.0, adapter=Adapter("x", 125.0, AdaptiveSettings(min_samples=2)))
+    recs = []
+    for tick in range(-1, 3):
+        recs += [rec for rec, _ in client.on_tick(tick, tick * 125.0)]
+    client.on_error(recs[0], recs[0].send_ms + 3.0, unknown_session=False)  # refused at once: no RTT sample
+    assert len(client.adapter.estimate) == 0
+    for rec in recs[1:3]:  # gave up at the deadline: RTT >= 250 ms
+        client.on_error(rec, rec.send_ms + 250.0, unknown_session=False, timed_out=True)
+    assert len(client.adapter.estimate) == 2 and client.adapter.rt95_ms(2) >= 250.0
+    assert client.adapter.decide(3, 1, 2) is not None  # (1, 2) cannot play answers that slow

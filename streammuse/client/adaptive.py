@@ -5,8 +5,9 @@ client keeps estimating its own p95 round trip from the answers it gets and re-s
 equation 3 between requests, so a pair chosen at bar 1 is replaced when the network
 or the server drifts (``client.drift``), and given back when it recovers.
 
-**Estimate.** Over the last ``window`` answered requests (``ok`` or ``late``; superseded
-answers carry no generation, failed requests none at all: a dead server is the
+**Estimate.** Over the last ``window`` answered requests (``ok`` or ``late``, and
+wall-clock requests given up at their deadline, with the time waited as their RTT;
+superseded answers carry no generation, refused ones nothing: a dead server is the
 backoff's job), each RTT is moved to the GL in question by the server's own time per
 generated tick:
 

@@ -231,11 +231,16 @@ class SongClient:
         frames = [[list(n) for n in f] for f in response.accompaniment]
         return self.player.buffer.offer(rec.request_id, rec.request_tick, frames)
 
-    def on_error(self, rec: RequestRecord, recv_ms: float, unknown_session: bool) -> None:
+    def on_error(self, rec: RequestRecord, recv_ms: float, unknown_session: bool, timed_out: bool = False) -> None:
         """The request got no answer. Server unreachable: back off. Session unknown (the
-        server is up but lost it): no backoff, the next request re-sends the context."""
+        server is up but lost it): no backoff, the next request re-sends the context.
+        ``timed_out``: the client gave up at its deadline, so its RTT is at least
+        ``recv_ms - send_ms``; an adaptive client counts that lower bound as an answer's
+        RTT (otherwise a network slower than the deadline would never raise its estimate)."""
         self._finish(rec, recv_ms, math.nan)
         rec.status = "failed"
+        if timed_out and self.adapter is not None:
+            self.adapter.add(rec.gen_len, rec.rtt_ms, 0.0, rec.send_tick)
         inf = self.inference
         if unknown_session:
             inf.need_context = True

@@ -75,6 +75,7 @@ class WallSong:
         # not after a 30 s socket timeout, and the thread is free again.
         deadline_s = self.clock.onset_s(req.request_tick + req.gen_len - 1) - asyncio.get_running_loop().time()
         sent_on = self.session_id
+        called_s = asyncio.get_running_loop().time()
         try:
             response = await self._call(self.transport.infer, sent_on, req, max(deadline_s, MIN_DEADLINE_S))
         except UnknownSession:
@@ -83,7 +84,9 @@ class WallSong:
                 await self._reopen()
             return
         except (ServerUnavailable, OSError, TimeoutError):
-            self.client.on_error(rec, self.clock.now_ms(), unknown_session=False)
+            spent_s = asyncio.get_running_loop().time() - called_s
+            self.client.on_error(rec, self.clock.now_ms(), unknown_session=False,
+                                 timed_out=spent_s >= max(deadline_s, MIN_DEADLINE_S))
             return
         await asyncio.sleep(draw.response_delay_ms(response.inference_ms) / 1000.0)
         self.client.on_reply(rec, response, self.clock.now_ms(), draw.network_ms)
