@@ -39,7 +39,13 @@ from streammuse.errors import StreamMuseError
 
 
 class ServerUnavailable(StreamMuseError):
-    """The server cannot be reached or failed (connection refused, timeout, 5xx)."""
+    """The server cannot be reached or failed (connection refused, timeout, 5xx).
+
+    ``status``: the HTTP status when the server (or its proxy) answered, else None."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class UnknownSession(StreamMuseError):
@@ -60,7 +66,7 @@ def raise_for(status: int, body) -> None:
     if status < 400:
         return
     if status >= 500:
-        raise ServerUnavailable(f"server error {status}")
+        raise ServerUnavailable(f"server error {status}", status)
     try:
         error = ErrorResponse.model_validate(body)
     except Exception:
@@ -102,7 +108,13 @@ class HttpTransport:
             response = self.client.request(method, path, json=body, headers=headers, **extra)
         except httpx.HTTPError as exc:
             raise ServerUnavailable(f"{self.url}: {exc}") from None
-        data = response.json() if response.content else None
+        try:
+            data = response.json() if response.content else None
+        except ValueError:  # not JSON: a proxy's own error page (Ray Serve's for a dead replica)
+            if response.status_code < 400:
+                raise ServerUnavailable(f"{self.url}: answered {response.status_code} with a body that is not JSON",
+                                        response.status_code) from None
+            data = None
         raise_for(response.status_code, data)
         return data
 
@@ -204,7 +216,13 @@ class AsgiFront:
     async def _send(self, method: str, path: str, session_id: str | None = None, body=None):
         headers = {SESSION_HEADER: session_id} if session_id else {}
         response = await self.client.request(method, path, json=body, headers=headers)
-        data = response.json() if response.content else None
+        try:
+            data = response.json() if response.content else None
+        except ValueError:  # not JSON: a proxy's own error page (Ray Serve's for a dead replica)
+            if response.status_code < 400:
+                raise ServerUnavailable(f"{self.url}: answered {response.status_code} with a body that is not JSON",
+                                        response.status_code) from None
+            data = None
         raise_for(response.status_code, data)
         return data
 

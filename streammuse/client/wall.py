@@ -83,7 +83,14 @@ class WallSong:
             if sent_on == self.session_id:  # one new session per lost one, however many 404s come back
                 await self._reopen()
             return
-        except (ServerUnavailable, OSError, TimeoutError):
+        except (ServerUnavailable, OSError, TimeoutError) as exc:
+            # A 5xx (not 503: overloaded) while the server still answers is a failed
+            # replica: open a session elsewhere and re-send the context at once, rather
+            # than back off as from a dead server (fail-over within a bar).
+            status = getattr(exc, "status", None)
+            if status is not None and status != 503 and await self._moved(sent_on):
+                self.client.on_error(rec, self.clock.now_ms(), unknown_session=True)
+                return
             spent_s = asyncio.get_running_loop().time() - called_s
             self.client.on_error(rec, self.clock.now_ms(), unknown_session=False,
                                  timed_out=spent_s >= max(deadline_s, MIN_DEADLINE_S))
@@ -106,6 +113,14 @@ class WallSong:
                     return None
                 await asyncio.sleep(wait_s)
                 wait_s = min(wait_s * 2, 2.0)
+
+    async def _moved(self, sent_on: str | None) -> bool:
+        """After a replica failed this session: True when the session is (now) another
+        one, opened once per lost session; False when no new session can be opened."""
+        if sent_on != self.session_id:
+            return True  # already replaced after an earlier failure
+        await self._reopen()
+        return self.session_id != sent_on
 
     async def _reopen(self) -> None:
         from streammuse.client.transports import ServerUnavailable
