@@ -76,6 +76,21 @@ def raise_for(status: int, body) -> None:
     raise StreamMuseError(f"server refused the request ({status} {error.code}): {error.detail}")
 
 
+def _answer(response) -> object:
+    """An HTTP answer's JSON body, or the client's exception for an error status. A body
+    that is not JSON (a proxy's own error page: Ray Serve's for a dead replica) counts
+    as no body; on a success status it is a server fault."""
+    try:
+        data = response.json() if response.content else None
+    except ValueError:
+        if response.status_code < 400:
+            raise ServerUnavailable(f"answered {response.status_code} with a body that is not JSON",
+                                    response.status_code) from None
+        data = None
+    raise_for(response.status_code, data)
+    return data
+
+
 def raise_api_error(exc: ApiError) -> None:
     """The core's refusal as the HTTP transport would have raised it."""
     raise_for(exc.status, {"code": exc.code, "detail": exc.detail})
@@ -108,15 +123,7 @@ class HttpTransport:
             response = self.client.request(method, path, json=body, headers=headers, **extra)
         except httpx.HTTPError as exc:
             raise ServerUnavailable(f"{self.url}: {exc}") from None
-        try:
-            data = response.json() if response.content else None
-        except ValueError:  # not JSON: a proxy's own error page (Ray Serve's for a dead replica)
-            if response.status_code < 400:
-                raise ServerUnavailable(f"{self.url}: answered {response.status_code} with a body that is not JSON",
-                                        response.status_code) from None
-            data = None
-        raise_for(response.status_code, data)
-        return data
+        return _answer(response)
 
     def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse:
         """POST /v1/sessions."""
@@ -216,15 +223,7 @@ class AsgiFront:
     async def _send(self, method: str, path: str, session_id: str | None = None, body=None):
         headers = {SESSION_HEADER: session_id} if session_id else {}
         response = await self.client.request(method, path, json=body, headers=headers)
-        try:
-            data = response.json() if response.content else None
-        except ValueError:  # not JSON: a proxy's own error page (Ray Serve's for a dead replica)
-            if response.status_code < 400:
-                raise ServerUnavailable(f"{self.url}: answered {response.status_code} with a body that is not JSON",
-                                        response.status_code) from None
-            data = None
-        raise_for(response.status_code, data)
-        return data
+        return _answer(response)
 
     async def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse:
         """POST /v1/sessions."""
