@@ -12,7 +12,7 @@ from streammuse.datasets import vocab
 from streammuse.datasets.frames import empty_frames, interleave
 from streammuse.errors import StreamMuseError
 from streammuse.model.config import StreamMuseConfig
-from streammuse.model.engine import StreamingEngine, check_frames, generate_offline
+from streammuse.model.engine import StreamingEngine, check_frames, generate_offline, generate_offline_batch
 from streammuse.model.modeling import StreamMuseModel
 from streammuse.model.sampling import Sampling
 
@@ -173,6 +173,50 @@ def test_shipped_checkpoint_accompanies_a_test_song():
     assert len(notes) > 0
     pitch, _ = vocab.token_to_note(notes.astype(np.int64))
     assert pitch.min() >= vocab.MIN_PITCH and pitch.max() <= vocab.MAX_PITCH
+
+
+def test_offline_songs_batched_are_each_what_they_are_alone():
+    # The offline baseline generates a chunk of songs in one engine call per tick; songs of
+    # different lengths and seeds must each get the tokens they get alone.
+    from pathlib import Path
+
+    from streammuse.datasets.frames import song_to_frames
+    from streammuse.datasets.testset import load_testset
+
+    engine = StreamingEngine.load()
+    songs = load_testset(Path(__file__).parents[1] / "testset", max_bars=2)[:3]
+    melodies = [song_to_frames(s)[0][: 24 + 4 * i] for i, s in enumerate(songs)]
+    samplings = [Sampling(seed=7 + i) for i in range(3)]
+    together = generate_offline_batch(engine, melodies, samplings)
+    for m, sp, got in zip(melodies, samplings, together):
+        assert got.shape == m.shape
+        np.testing.assert_array_equal(got, generate_offline(engine, m, sp))
+    assert sum(int(vocab.is_note(a).sum()) for a in together) > 10
+
+
+def test_fast_local_decoder_and_encoder_equal_the_stacks(engine):
+    # The inference paths call the same layers module by module: one decoder position per
+    # token with its keys and values kept, and the encoder without the positions after
+    # EOF and with empty frames computed once. They must give the stacks' own outputs.
+    torch.manual_seed(0)
+    m = engine.model
+    n = 6
+    with torch.inference_mode():
+        state = torch.randn(n, engine.config.hidden_size)
+        parts = torch.tensor([0, 1] * 3)
+        prefix = torch.randint(vocab.NOTE_OFFSET, vocab.VOCAB_SIZE, (n, vocab.FRAME_LEN - 1))
+        full = m.decode_logits(state, parts, prefix)
+        x, past = state + m.target_part_emb(parts), None
+        for j in range(vocab.FRAME_LEN):
+            logits, past = m.decode_next(x, past, j)
+            torch.testing.assert_close(logits, full[:, j], atol=1e-4, rtol=1e-4)
+            if j < vocab.FRAME_LEN - 1:
+                x = m.tok_emb(prefix[:, j])
+        notes = [[], [10], [3, 40], [], [1, 2, 3, 4], [60]]
+        frames = torch.tensor([[vocab.NOTE_OFFSET + 20 * p for p in f] + [vocab.EOF] + [vocab.PAD] * (4 - len(f))
+                               for f in notes])
+        torch.testing.assert_close(m.encode_frames_fast(frames, parts), m.encode_frames(frames, parts),
+                                   atol=1e-5, rtol=1e-5)
 
 
 def test_batched_global_step_equals_one_session_at_a_time(engine):

@@ -147,25 +147,34 @@ def replay_wall(cfg: ReplayConfig, transport, songs: list[Song], writer: RunWrit
     return lateness
 
 
+OFFLINE_BATCH = 16  # songs generated together by the offline baseline (one engine call per tick)
+
+
 def replay_offline(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWriter, progress=None) -> None:
-    """The offline baseline: ``generate_offline`` on the full true melody, no latency.
+    """The offline baseline: ``generate_offline`` on the full true melody, no latency,
+    :data:`OFFLINE_BATCH` songs at a time in one batched engine call per tick (each
+    song's tokens are its own: its own seeded session).
 
     Logged as I = 1, GL = 1 with every request answered in time: I(t) = 1, S(t) = 0.
     """
-    from streammuse.model.engine import Sampling, generate_offline
+    from streammuse.model.engine import Sampling, generate_offline_batch
 
-    for index, song, client in _clients(cfg.with_pair(1, 1), songs, writer.done_songs()):
-        s = cfg.sampling
-        acc = generate_offline(engine, client.input.melody_frames,
-                               Sampling(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                        seed=session_request(cfg, index).seed))
-        for t in range(-1, client.n_ticks):
-            for rec, _ in client.on_tick(t, t * client.tau_ms):
-                rec.status = "ok"
-                client.player.buffer.offer(rec.request_id, rec.request_tick, [frame_to_wire(acc[rec.request_tick])])
-        _save(writer, client, song.melody, cfg.bpm)
-        if progress is not None:
-            progress(song.name)
+    pending = list(_clients(cfg.with_pair(1, 1), songs, writer.done_songs()))
+    s = cfg.sampling
+    for lo in range(0, len(pending), OFFLINE_BATCH):
+        chunk = pending[lo : lo + OFFLINE_BATCH]
+        accs = generate_offline_batch(
+            engine, [client.input.melody_frames for _, _, client in chunk],
+            [Sampling(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=session_request(cfg, index).seed)
+             for index, _, _ in chunk])
+        for (_, song, client), acc in zip(chunk, accs):
+            for t in range(-1, client.n_ticks):
+                for rec, _ in client.on_tick(t, t * client.tau_ms):
+                    rec.status = "ok"
+                    client.player.buffer.offer(rec.request_id, rec.request_tick, [frame_to_wire(acc[rec.request_tick])])
+            _save(writer, client, song.melody, cfg.bpm)
+            if progress is not None:
+                progress(song.name)
 
 
 def run_pair(cfg: ReplayConfig, songs: list[Song], profile: LatencyProfile, engine=None, transport=None,

@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from streammuse.model.modeling import run_layers
 
 FIRST_SLOTS = 8  # slots allocated up front; doubled whenever they run out
 
@@ -195,19 +196,13 @@ def slot_step(gp: nn.Module, cache: SlotCache, x: torch.Tensor, slots: np.ndarra
     """
     b, p, _ = x.shape
     idx = _StepIndex(cache, slots, n_new, p, x.device)
-    cos, sin = gp.rotary_emb(x, position_ids=idx.q_pos)
-    for li, layer in enumerate(gp.layers[: gp.config.num_hidden_layers]):
-        attn = layer.self_attn
-        h = layer.input_layernorm(x)
-        q, k, v = (proj(h).view(b, p, -1, attn.head_dim).transpose(1, 2)
-                   for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+
+    def attend(li: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
         cache.keys[li][idx.w_slot, :, idx.w_pos] = idx.pick(k.transpose(1, 2)).to(cache.dtype)
         cache.values[li][idx.w_slot, :, idx.w_pos] = idx.pick(v.transpose(1, 2)).to(cache.dtype)
-        ctx = idx.attend(cache, li, q, attn.scaling)
-        x = x + attn.o_proj(ctx.transpose(1, 2).reshape(b, p, -1))
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
-    out = gp.norm(x)
+        return idx.attend(cache, li, q, scale)
+
+    out = run_layers(gp, x, idx.q_pos, attend)
     cache.hidden[idx.w_slot, idx.w_pos] = idx.pick(out).to(cache.dtype)
     cache.lengths[slots] = idx.end
     return out

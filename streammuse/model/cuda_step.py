@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from streammuse.model.batched_cache import SlotCache, slot_step
+from streammuse.model.modeling import run_layers
 
 BUCKETS = tuple(2**i for i in range(13))  # 1 .. 4096 rows; larger batches run eagerly
 
@@ -28,23 +28,15 @@ def fixed_step(gp: nn.Module, cache: SlotCache, x: torch.Tensor, slots: torch.Te
 
     Writes the rows' keys, values and outputs into ``cache``; the caller advances lengths.
     """
-    cos, sin = gp.rotary_emb(x, position_ids=pos[:, None])
     mask = torch.arange(cache.capacity, device=x.device)[None, None, None, :] <= pos[:, None, None, None]
-    b = x.shape[0]
-    for li, layer in enumerate(gp.layers[: gp.config.num_hidden_layers]):
-        attn = layer.self_attn
-        h = layer.input_layernorm(x)
-        q, k, v = (proj(h).view(b, 1, -1, attn.head_dim).transpose(1, 2)
-                   for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+
+    def attend(li: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
         keys, values = cache.keys[li], cache.values[li]
         keys[slots, :, pos] = k[:, :, 0].to(keys.dtype)
         values[slots, :, pos] = v[:, :, 0].to(values.dtype)
-        ctx = nn.functional.scaled_dot_product_attention(q, keys[slots], values[slots], attn_mask=mask,
-                                                         scale=attn.scaling)
-        x = x + attn.o_proj(ctx.transpose(1, 2).reshape(b, 1, -1))
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
-    out = gp.norm(x)
+        return nn.functional.scaled_dot_product_attention(q, keys[slots], values[slots], attn_mask=mask, scale=scale)
+
+    out = run_layers(gp, x, pos[:, None], attend)
     cache.hidden[slots, pos] = out[:, 0].to(cache.hidden.dtype)
     return out
 

@@ -44,7 +44,7 @@ from streammuse.model.sampling import Sampling, grammar_mask, note_pitch_index, 
 from streammuse.model.session import GenJob, SessionState, check_chunks, check_frames
 
 __all__ = ["MAX_GEN_LEN", "GenJob", "Sampling", "SessionState", "StreamingEngine", "check_frames", "generate_offline",
-           "load_model"]
+           "generate_offline_batch", "load_model"]
 
 
 
@@ -302,7 +302,7 @@ class StreamingEngine:
             return [self.model.bos.new_zeros(0, self.config.hidden_size) for _ in rows]
         frames = torch.as_tensor(np.concatenate(rows).astype(np.int64), device=self.device)
         part_t = torch.as_tensor(np.concatenate(parts), device=self.device)
-        return list(torch.split(self.model.encode_frames(frames, part_t), sizes))
+        return list(torch.split(self.model.encode_frames_fast(frames, part_t), sizes))
 
     def _draw(self, logits: torch.Tensor, states: list[SessionState]) -> torch.Tensor:
         """One token per row, from each session's own random stream."""
@@ -317,29 +317,31 @@ class StreamingEngine:
 
     def _decode(self, states: list[SessionState], part: int) -> np.ndarray:
         """Sample one frame per session from its last global state (grammar-masked); the
-        local decoder runs over every frame still open, of every session, at once."""
+        local decoder runs over every frame still open, of every session, at once, one
+        position per token (its keys and values kept, :meth:`StreamMuseModel.decode_next`)."""
         n = len(states)
         h = self.slots.last_hidden(np.array([st.slot for st in states]))
-        parts = torch.full((n,), part, device=self.device)
-        prefix = torch.zeros((n, 0), dtype=torch.long, device=self.device)
+        x = h + self.model.target_part_emb(torch.full((n,), part, device=self.device))
         last_pitch = torch.full((n,), -1, device=self.device)
-        done = np.zeros(n, dtype=bool)
         out = np.full((n, vocab.FRAME_LEN), vocab.PAD, dtype=np.int16)
+        live, past = np.arange(n), None
         for j in range(vocab.FRAME_LEN):
+            logits, past = self.model.decode_next(x, past, j)
+            logits = grammar_mask(logits.float(), last_pitch, j, self._pitch_index)
             # Only frames still open run the decoder and draw: a session's random stream
             # must advance the same whatever its batch partners are still writing.
-            live = np.flatnonzero(~done)
-            rows = torch.as_tensor(live, device=self.device)
-            logits = self.model.decode_logits(h[rows], parts[rows], prefix[rows])[:, -1].float()
-            logits = grammar_mask(logits, last_pitch[rows], j, self._pitch_index)
-            tok = torch.full((n,), vocab.PAD, dtype=torch.long, device=self.device)
-            tok[rows] = self._draw(logits, [states[i] for i in live])
-            out[:, j] = tok_np = tok.cpu().numpy()
-            done |= tok_np == vocab.EOF
-            if done.all():
+            tok = self._draw(logits, [states[i] for i in live])
+            out[live, j] = tok_np = tok.cpu().numpy()
+            open_ = tok_np != vocab.EOF
+            if not open_.any():
                 break
+            keep = torch.as_tensor(np.flatnonzero(open_), device=self.device)
+            live, tok = live[open_], tok[keep]
+            if len(keep) < len(open_):
+                past = [(k[keep], v[keep]) for k, v in past]
+                last_pitch = last_pitch[keep]
             last_pitch = torch.where(tok >= vocab.NOTE_OFFSET, self._pitch_index[tok], last_pitch)
-            prefix = torch.cat([prefix, tok.unsqueeze(1)], dim=1)
+            x = self.model.tok_emb(tok)
         return out
 
     def step(self, jobs: list[GenJob]) -> None:
@@ -370,10 +372,21 @@ class StreamingEngine:
 def generate_offline(engine: StreamingEngine, melody_frames, sampling: Sampling | None = None) -> np.ndarray:
     """The paper's offline baseline: tick by tick (I = 1, GL = 1) with the full true
     melody history and no latency. Returns ``(T, FRAME_LEN)`` accompaniment frames."""
-    m = check_frames(melody_frames, "melody_frames")
-    state = engine.new_session(sampling)
-    out = np.empty_like(m)
-    for t in range(len(m)):
-        out[t] = engine.infer(state, t, m[t - 1 : t] if t else m[:0], 1)[0]
-    engine.release(state)
-    return out
+    return generate_offline_batch(engine, [melody_frames], [sampling])[0]
+
+
+def generate_offline_batch(engine: StreamingEngine, melodies: list, samplings: list[Sampling | None]) -> list[np.ndarray]:
+    """:func:`generate_offline` for many songs at once: tick t of every song still playing
+    is one batched request (a song's tokens do not depend on its batch partners, so each
+    is what it would be alone, up to float rounding)."""
+    ms = [check_frames(m, "melody_frames") for m in melodies]
+    states = [engine.new_session(s) for s in samplings]
+    outs = [np.empty_like(m) for m in ms]
+    for t in range(max((len(m) for m in ms), default=0)):
+        live = [i for i, m in enumerate(ms) if t < len(m)]
+        answers = engine.infer_batch([(states[i], t, ms[i][t - 1 : t] if t else ms[i][:0], 1) for i in live])
+        for i, frames in zip(live, answers):
+            outs[i][t] = frames[0]
+    for st in states:
+        engine.release(st)
+    return outs

@@ -90,24 +90,16 @@ class StreamMuseModel(PreTrainedModel):
         caches in one slot buffer, one attention call); this per-session form stays as the
         reference the tests compare with.
         """
-        gp = self.global_predictor
-        b = len(caches)
-        x = vecs.unsqueeze(1)
         positions = torch.tensor([[c.get_seq_length()] for c in caches], device=vecs.device)
-        cos, sin = gp.rotary_emb(x, position_ids=positions)
-        for layer in gp.layers[: gp.config.num_hidden_layers]:
-            attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            q, k, v = (proj(h).view(b, 1, -1, attn.head_dim).transpose(1, 2)
-                       for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+
+        def attend(li: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
             heads = []
             for i, cache in enumerate(caches):
-                keys, values = cache.update(k[i : i + 1], v[i : i + 1], attn.layer_idx)
-                heads.append(nn.functional.scaled_dot_product_attention(q[i : i + 1], keys, values, scale=attn.scaling))
-            x = x + attn.o_proj(torch.cat(heads).transpose(1, 2).reshape(b, 1, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return gp.norm(x)[:, 0]
+                keys, values = cache.update(k[i : i + 1], v[i : i + 1], li)
+                heads.append(nn.functional.scaled_dot_product_attention(q[i : i + 1], keys, values, scale=scale))
+            return torch.cat(heads)
+
+        return run_layers(self.global_predictor, vecs.unsqueeze(1), positions, attend)[:, 0]
 
     def decode_logits(self, state: torch.Tensor, target_parts: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         """Local decoder: global states ``(N, H)``, parts ``(N,)``, tokens so far ``(N, j)``
@@ -116,6 +108,41 @@ class StreamMuseModel(PreTrainedModel):
         x = torch.cat([first, self.tok_emb(prefix)], dim=1)
         out = self.decoder(inputs_embeds=x, use_cache=False).last_hidden_state
         return self.lm_head(out)
+
+    def encode_frames_fast(self, frames: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode_frames` for inference, the same arithmetic on less of it: the
+        layers are called module by module (:func:`run_layers`, without the stack's mask
+        and output plumbing, which cost more than the arithmetic for 5-token frames); the
+        stack is causal, so the positions after the last EOF are not computed; and every
+        empty frame (EOF alone, most ticks of a melody or an accompaniment) has the same
+        encoding, computed once per call."""
+        eof_at = (frames == vocab.EOF).int().argmax(dim=-1)
+        empty = frames[:1, :1].new_full((1, 1), vocab.EOF)
+        out = run_layers(self.encoder, self.tok_emb(empty), torch.zeros_like(empty), attend_with_past(None, []))
+        vec = out[:, 0].expand(len(frames), -1).clone()
+        notes = torch.nonzero(eof_at > 0)[:, 0]
+        if len(notes):
+            width = int(eof_at.max()) + 1
+            sub = frames[notes, :width]
+            pos = torch.arange(width, device=frames.device).expand(len(sub), -1)
+            out = run_layers(self.encoder, self.tok_emb(sub), pos, attend_with_past(None, [], causal=True))
+            vec[notes] = out[torch.arange(len(sub), device=frames.device), eof_at[notes]]
+        return vec + self.part_emb(parts)
+
+    def decode_next(self, x: torch.Tensor, past: list | None, position: int) -> tuple[torch.Tensor, list]:
+        """One position of the local decoder for ``N`` open frames: inputs ``(N, H)`` at
+        ``position`` (0: the global state plus the target part, then each drawn token's
+        embedding), ``past`` the keys and values of the earlier positions (None at 0).
+
+        Returns the next-token logits ``(N, V)`` and the keys and values up to
+        ``position``. The same arithmetic as :meth:`decode_logits` on the whole prefix
+        (it equals that call's last position up to float rounding), in 1 instead of j + 1
+        positions per token and with the vocabulary projection of the last position only.
+        """
+        pos = torch.full((len(x), 1), position, device=x.device)
+        kept: list = []
+        out = run_layers(self.decoder, x.unsqueeze(1), pos, attend_with_past(past, kept))
+        return self.lm_head(out[:, 0]), kept
 
     def bos_embeds(self, batch: int) -> torch.Tensor:
         """The BOS frame vector, ``(batch, 1, H)``."""
@@ -143,3 +170,41 @@ class StreamMuseModel(PreTrainedModel):
             logits.float().reshape(-1, logits.shape[-1]), rows.reshape(-1).long(), ignore_index=vocab.PAD
         )
         return {"logits": logits, "loss": loss}
+
+
+def run_layers(stack: LlamaModel, x: torch.Tensor, positions: torch.Tensor, attend) -> torch.Tensor:
+    """A Llama stack's layers and final norm on ``x`` ``(B, P, H)`` at ``positions``
+    ``(B, P)``, called module by module: what ``LlamaModel.forward`` computes, without its
+    mask and cache objects (on small inputs that plumbing costs more than the arithmetic).
+
+    ``attend(layer_index, q, k, v, scale)`` gives the attention output ``(B, heads, P, d)``
+    of this call's rotated queries and keys: where the keys and values are kept, and what
+    each query sees, is the caller's (:func:`attend_with_past`, the slot cache's step).
+    """
+    b, p, _ = x.shape
+    cos, sin = stack.rotary_emb(x, position_ids=positions)
+    for li, layer in enumerate(stack.layers[: stack.config.num_hidden_layers]):
+        attn = layer.self_attn
+        h = layer.input_layernorm(x)
+        q, k, v = (proj(h).view(b, p, -1, attn.head_dim).transpose(1, 2)
+                   for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        ctx = attend(li, q, k, v, attn.scaling)
+        x = x + attn.o_proj(ctx.transpose(1, 2).reshape(b, p, -1))
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    return stack.norm(x)
+
+
+def attend_with_past(past: list | None, kept: list, causal: bool = False):
+    """An ``attend`` for :func:`run_layers` that prepends ``past[layer]`` = (keys, values) of
+    earlier positions (no mask: every query of the call comes after them), appends each
+    layer's keys and values to ``kept``, and with ``causal`` lets a query see only keys at
+    or before it (a whole sequence in one call)."""
+
+    def attend(li: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+        if past is not None:
+            k, v = torch.cat([past[li][0], k], dim=2), torch.cat([past[li][1], v], dim=2)
+        kept.append((k, v))
+        return nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal and q.shape[2] > 1, scale=scale)
+
+    return attend
