@@ -203,7 +203,8 @@ def frechet_music_distance(played: Sequence[Song], truth: Sequence[Song], extrac
     -------
     float
         FMD >= 0 (about 0 for identical sets); NaN when either set has fewer than two
-        songs (no spread to fit a Gaussian to).
+        songs (no spread to fit a Gaussian to) or the fitted covariances' product has no
+        real square root (a few short songs).
     """
     if len(played) < 2 or len(truth) < 2:
         return float("nan")
@@ -223,6 +224,13 @@ def frechet_music_distance(played: Sequence[Song], truth: Sequence[Song], extrac
             warnings.simplefilter("ignore", category=scipy.linalg.LinAlgWarning)
             warnings.simplefilter("ignore", category=DeprecationWarning)  # the library's sqrtm(disp=)
             warnings.simplefilter("ignore", category=RuntimeWarning)
-            score = float(metric.score(ref, test))
+            try:
+                score = float(metric.score(ref, test))
+            except ValueError as exc:
+                # A few short songs can give covariances whose product has no real square
+                # root (the library refuses an imaginary part); FMD is then undefined.
+                if "Imaginary component" not in str(exc):
+                    raise
+                return float("nan")
     # round-off of the matrix square root leaves about 1e-16 for identical sets
     return 0.0 if score < 1e-9 else score
