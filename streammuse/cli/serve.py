@@ -56,7 +56,7 @@ def measure_here(options: DeployOptions) -> None:
 
 MinR = Annotated[int, typer.Option("--min-replicas", help="Fewest replicas (autoscaling).")]
 MaxR = Annotated[int, typer.Option("--max-replicas", help="Most replicas (autoscaling).")]
-Target = Annotated[float | None, typer.Option("--target-ongoing-requests", help="Autoscaling target per replica; default from the capacity.")]
+Target = Annotated[float | None, typer.Option("--target-ongoing-requests", help="Ray Serve's ongoing-requests target per replica (default from the capacity); replicas scale on sessions (docs/deploy.md, Autoscaling).")]
 Cpus = Annotated[float, typer.Option("--num-cpus", help="CPUs per replica.")]
 Ckpt = Annotated[Path | None, typer.Option(help="Checkpoint folder; default: the shipped one.")]
 Ttl = Annotated[float, typer.Option("--session-ttl", help="Seconds before an idle session is dropped.")]

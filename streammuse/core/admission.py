@@ -12,6 +12,11 @@ bound applies to. Bounds (docs/deploy.md, "Admission"):
   unless set), so one client cannot fill the replica and lock others out;
 * closed ids: each client's are remembered in its own bounded list, so one client's
   deletes cannot push out the tombstones of others' sessions.
+
+What a replica refused is also what the autoscaler needs to see (serving/autoscaling.py):
+:class:`RefusedSessions` remembers the sessions refused for room in the last seconds,
+so a replica reports its *demand* (live sessions plus those still asking), not only the
+requests it runs.
 """
 
 from __future__ import annotations
@@ -54,6 +59,33 @@ def admit(clients: Iterable[str | None], client: str | None, max_sessions: int, 
         if held >= per_client:
             raise ApiError(429, "too_many_sessions",
                            f"this client holds {held} live sessions on this replica, its limit; close one or retry later")
+
+
+DEMAND_WINDOW_S = 10.0  # a refused session counts as demand this long (its client retries every 2 s)
+
+
+class RefusedSessions:
+    """Session ids refused with 503 ``overloaded`` in the last ``window_s`` seconds (their
+    clients retry after Retry-After), bounded: each id once, the oldest dropped first."""
+
+    def __init__(self, window_s: float = DEMAND_WINDOW_S, limit: int = MAX_TOMBSTONES) -> None:
+        self.window_s, self.limit = window_s, limit
+        self._at: collections.OrderedDict[str, float] = collections.OrderedDict()
+
+    def add(self, session_id: str, now_s: float) -> None:
+        """``session_id`` was refused at ``now_s``."""
+        self._at.pop(session_id, None)
+        self._at[session_id] = now_s
+        while len(self._at) > self.limit:
+            self._at.popitem(last=False)
+
+    def waiting(self, now_s: float, live: Iterable[str] = ()) -> int:
+        """How many refused sessions are still asking (refused within the window and not
+        admitted since: not in ``live``)."""
+        while self._at and now_s - next(iter(self._at.values())) > self.window_s:
+            self._at.popitem(last=False)
+        live = set(live)
+        return sum(1 for sid in self._at if sid not in live)
 
 
 class ClosedIds:

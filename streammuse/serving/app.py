@@ -34,6 +34,7 @@ from streammuse.contract import (
 from streammuse.core.drivers import RealtimeDriver
 from streammuse.core.session_ids import SECRET_ENV
 from streammuse.core.sessions import CoreOptions, SessionCore
+from streammuse.serving.autoscaling import CAPACITY_METRIC, DEMAND_METRIC, POLICY_PATH
 from streammuse.serving.capacity import Plan, RayLimits, ladder, measure_step_ms, ray_limits, sessions_for
 from streammuse.serving.jam import mount_jam
 
@@ -103,7 +104,9 @@ class DeployOptions:
             "autoscaling_config": {
                 "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
                 "target_ongoing_requests": limits.target_ongoing_requests,
-                "upscale_delay_s": 10.0, "downscale_delay_s": 120.0},
+                "upscale_delay_s": 2.0, "downscale_delay_s": 120.0,
+                # Scale on sessions (live + refused, serving/autoscaling.py), reported each second.
+                "policy": {"policy_function": POLICY_PATH}, "metrics_interval_s": 1.0, "look_back_period_s": 5.0},
             "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
         }
 
@@ -292,5 +295,14 @@ def build_app(args: dict | None = None):
                 driver=RealtimeDriver(SessionCore(engine, opts.core_options(), opts.session_secret)),
                 token=os.environ.get(TOKEN_ENV) or None,
                 replica=serve.get_replica_context().replica_id.to_full_id_str())
+
+        async def record_autoscaling_stats(self) -> dict[str, float]:
+            """What the session policy scales on (serving/autoscaling.py): this replica's
+            demand (live sessions and those refused for room that still ask) and capacity."""
+            from streammuse.serving import app as this_module
+
+            driver = this_module._REPLICA["driver"]
+            return {DEMAND_METRIC: float(driver.core.demand(driver.now_s())),
+                    CAPACITY_METRIC: float(driver.core.options.max_sessions)}
 
     return StreamMuseServer.bind(asdict(options))
