@@ -3,8 +3,9 @@ the Ray Serve limits that follow from that figure (docs/deploy.md, "Capacity").
 
 A replica is sized for a *plan*: sessions at ``bpm`` that each ask for GL ticks every I
 ticks (paper section III: tau = 60000 / (4 BPM) ms, inference_interval I, gen_len GL).
-With T(B) the time of one batched request step of B sessions (``engine.infer_batch``,
-each session feeding I new melody rows and generating GL ticks), the replica carries
+With T(B) the time of one batched request step of B sessions (each session sending I new
+melody rows and asking for GL ticks at once, through the replica's own app: parsing, the
+session core and batcher, the engine, the answer), the replica carries
 
     B* = max { B <= max_batch_size :  T(B) <= rho * I * tau          (throughput)
                                    and 2 T(B) + NL95 <= GL * tau }  (latency)
@@ -104,37 +105,62 @@ def ray_limits(sessions: int) -> RayLimits:
     return RayLimits(2 * sessions + 2, sessions, float(max(1, math.floor(UTILISATION * sessions))))
 
 
-def _melody(ticks: int) -> np.ndarray:
-    from streammuse.contract import wire_to_frames
-
-    return wire_to_frames([[[60 + (t * 5) % 12, 1]] for t in range(ticks)])
+def _wire_melody(first: int, ticks: int) -> list:
+    """Melody frames for ticks ``first .. first + ticks - 1`` on the wire (one note each)."""
+    return [[[60 + (t * 5) % 12, 1]] for t in range(first, first + ticks)]
 
 
 def measure_step_ms(engine, plan: Plan, sizes: list[int], history: int = 64, repeats: int = 3) -> dict[int, float]:
     """T(B) in ms (median of ``repeats`` after one warm-up) for each B in ``sizes``, in
-    order, on sessions warmed with ``history`` ticks; stops after the first B whose step
-    exceeds the plan's budget (larger batches only take longer)."""
-    import torch
+    order: B sessions, warmed with ``history`` ticks, each send their request for the
+    same tick through the replica's own app (``create_app`` over a ``RealtimeDriver``:
+    request parsing and validation, the session core and batcher, the engine, the JSON
+    answer), and T(B) is the time until the last of the B answers. Only the HTTP hop in
+    front of the app (Ray's proxy, uvicorn) is left out. Stops after the first B over the
+    plan's budget (larger batches only take longer)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
-    from streammuse.model.sampling import Sampling
+    # A loop of its own, in a thread: the caller may be inside a running loop (a replica).
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _measure_through_app(engine, plan, sizes, history, repeats)).result()
 
-    melody, table = _melody(history + (repeats + 1) * plan.interval), {}
-    for b in sizes:
-        states = [engine.new_session(Sampling(seed=k)) for k in range(b)]
-        engine.infer_batch([(st, history, melody[:history], 1) for st in states])
-        times = []
-        for r in range(repeats + 1):
-            s = history + (r + 1) * plan.interval
-            started = time.perf_counter()
-            engine.infer_batch([(st, s, melody[s - plan.interval:s], plan.gen_len) for st in states])
-            if engine.device.type == "cuda":
-                torch.cuda.synchronize(engine.device)
-            times.append((time.perf_counter() - started) * 1000)
-        for st in states:
-            engine.release(st)
-        table[b] = float(np.median(times[1:]))
-        if table[b] > plan.budget_ms:
-            break
+
+async def _measure_through_app(engine, plan: Plan, sizes: list[int], history: int, repeats: int) -> dict[int, float]:
+    import asyncio
+
+    import httpx
+
+    from streammuse.core.drivers import RealtimeDriver
+    from streammuse.core.sessions import CoreOptions, SessionCore
+    from streammuse.serving.app import create_app
+
+    core = SessionCore(engine, CoreOptions(max_sessions=max(sizes), max_batch_size=max(sizes), max_sessions_per_client=0))
+    table: dict[int, float] = {}
+    transport = httpx.ASGITransport(app=create_app(RealtimeDriver(core)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://replica", timeout=600.0) as http:
+
+        async def ask(sid: str, s: int, ticks: int, gen_len: int) -> None:
+            body = {"request_tick": s, "gen_len": gen_len, "melody": _wire_melody(s - ticks, ticks), "melody_start": s - ticks}
+            r = await http.post(f"/v1/sessions/{sid}/infer", json=body)
+            if r.status_code != 200 or r.json()["status"] != "ok":
+                raise RuntimeError(f"capacity probe: {r.status_code} {r.text[:200]}")
+
+        for b in sizes:
+            sids = [(await http.post("/v1/sessions", json={"seed": k, "bpm": plan.bpm})).json()["session_id"]
+                    for k in range(b)]
+            await asyncio.gather(*(ask(sid, history, history, 1) for sid in sids))
+            times = []
+            for r in range(repeats + 1):
+                s = history + (r + 1) * plan.interval
+                started = time.perf_counter()
+                await asyncio.gather(*(ask(sid, s, plan.interval, plan.gen_len) for sid in sids))
+                times.append((time.perf_counter() - started) * 1000)
+            for sid in sids:
+                await http.delete(f"/v1/sessions/{sid}")
+            table[b] = float(np.median(times[1:]))
+            if table[b] > plan.budget_ms:
+                break
     return table
 
 
