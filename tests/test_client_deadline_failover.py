@@ -199,3 +199,30 @@ def test_failures_are_classified_and_moves_are_bounded():
     budget = MoveBudget(burst=MOVE_BURST, refill_s=4.0)
     assert [budget.take(0.0) for _ in range(MOVE_BURST + 1)] == [True] * MOVE_BURST + [False]
     assert not budget.take(3.0) and budget.take(4.1) and not budget.take(4.2)
+
+
+def test_a_refused_context_is_sent_again_but_a_timed_out_one_is_not():
+    import numpy as np
+
+    from streammuse.client.session import SongClient
+
+    client = SongClient("s", np.zeros((64, 8), dtype=np.int64), interval=2, gen_len=4, tau_ms=125.0)
+    ticks = iter(range(-1, 64))
+
+    def next_send():
+        for tick in ticks:
+            sends = client.on_tick(tick, tick * 125.0)
+            if sends:
+                return tick, sends[0]
+        raise AssertionError("no request sent")
+
+    tick, (rec, _) = next_send()
+    client.on_error(rec, tick * 125.0 + 5, unknown_session=True)  # the session is gone: context next
+    tick, (rec, req) = next_send()
+    assert req.context is not None
+    client.on_error(rec, tick * 125.0 + 5, unknown_session=False)  # refused (503): it never arrived
+    tick, (rec, req) = next_send()
+    assert req.context is not None
+    client.on_error(rec, tick * 125.0 + 600, unknown_session=False, timed_out=True)  # it may still be built
+    tick, (rec, req) = next_send()
+    assert req.context is None and req.melody_start == 0  # a 404 would ask for the context again

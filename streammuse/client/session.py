@@ -249,9 +249,10 @@ class SongClient:
             inf.acked_until = 0
             inf.failures, inf.next_allowed_send_tick = 0, -1
         else:
-            # the context never arrived (e.g. 503 on a new session): the next request
-            # after the backoff carries it again
-            inf.need_context = inf.need_context or rec.request_id == inf.context_request
+            # a refused context (503 on a new session, server down) never arrived: the
+            # next request after the backoff carries it again; one that timed out may
+            # still be rebuilt by the server (a 404 asks for it again if not)
+            inf.need_context = inf.need_context or (rec.request_id == inf.context_request and not timed_out)
             inf.on_failure(self.player.buffer.next_tick)
 
     def on_lost(self, rec: RequestRecord, recv_ms: float) -> None:

@@ -171,15 +171,16 @@ export class JamClient {
   }
 
   // No answer. Unknown session: re-send the context next time. Otherwise back off (and
-  // if this request carried the context, the next one carries it again).
-  onError(rec, recvMs, unknownSession) {
+  // if this request carried the context and was refused, not timed out, the next one
+  // carries it again).
+  onError(rec, recvMs, unknownSession, timedOut = false) {
     rec.recv_ms = recvMs;
     rec.status = 'failed';
     const inf = this.inference;
     if (unknownSession) {
       Object.assign(inf, { needContext: true, ackedUntil: 0, failures: 0, nextAllowedSendTick: -1 });
     } else {
-      inf.needContext = inf.needContext || rec.request_id === inf.contextRequest;
+      inf.needContext = inf.needContext || (rec.request_id === inf.contextRequest && !timedOut);
       inf.onFailure(this.buffer.nextTick);
     }
   }
