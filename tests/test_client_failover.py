@@ -36,7 +36,7 @@ class ReplicaDiesOnce(InProcessTransport):
         self.first: str | None = None
         self.opened = 0
 
-    def create_session(self, request):
+    def create_session(self, request, timeout_s=None):
         created = super().create_session(request)
         self.opened += 1
         self.first = self.first or created.session_id

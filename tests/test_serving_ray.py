@@ -71,9 +71,14 @@ def test_a_killed_replica_session_rebuilds_from_context(url):
         assert song.step().status_code == 200 and song.replica == first
     victim = songs[0].replica
     ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+    killed = time.monotonic()
     with ThreadPoolExecutor(2) as pool:
-        for _ in range(2):
-            assert list(pool.map(Song.step_rebuilding, songs)) == ["ok", "ok"]
+        assert list(pool.map(Song.step_rebuilding, songs)) == ["ok", "ok"]
+        # Issue 13: the router drops the dead replica from its ring as soon as it sees it
+        # died (serving/router.py), so the victim's session is rebuilt elsewhere within a
+        # bar; Ray's own ring waits for the controller and held its requests for 6-10 s.
+        assert time.monotonic() - killed < 2.0
+        assert list(pool.map(Song.step_rebuilding, songs)) == ["ok", "ok"]
     assert songs[0].rebuilds >= 1 and songs[0].replica != victim
     assert [len(s.played) for s in songs] == [5, 5]
 

@@ -124,6 +124,7 @@ class InferenceRole:
     failures: int = 0  # consecutive failed requests
     next_allowed_send_tick: int = -1
     need_context: bool = False
+    context_request: int = -1  # the request that last carried the context
 
     def due(self, tick: int) -> int | None:
         """The request tick s to send at the onset of ``tick`` (s = tick + 1), or None."""
@@ -198,6 +199,7 @@ class SongClient:
             )
             req = InferRequest(request_tick=s, gen_len=inf.gen_len, melody=[], melody_start=s, context=context)
             inf.need_context = False
+            inf.context_request = rec.request_id
             start = s
         else:
             start = inf.acked_until
@@ -247,7 +249,23 @@ class SongClient:
             inf.acked_until = 0
             inf.failures, inf.next_allowed_send_tick = 0, -1
         else:
+            # a refused context (503 on a new session, server down) never arrived: the
+            # next request after the backoff carries it again; one that timed out may
+            # still be rebuilt by the server (a 404 asks for it again if not)
+            inf.need_context = inf.need_context or (rec.request_id == inf.context_request and not timed_out)
             inf.on_failure(self.player.buffer.next_tick)
+
+    def on_lost(self, rec: RequestRecord, recv_ms: float) -> None:
+        """The request failed on a session the song has since left (its replica died and
+        the song moved): failed, and nothing else changes (the move already asked for the
+        context; its failure is not news about the new session)."""
+        self._finish(rec, recv_ms, math.nan)
+        rec.status = "failed"
+
+    def on_server_back(self) -> None:
+        """The unreachable server answers again (its health probe): end the backoff, so
+        the next request goes out at its usual tick."""
+        self.inference.failures, self.inference.next_allowed_send_tick = 0, -1
 
     def _finish(self, rec: RequestRecord, recv_ms: float, network_ms: float) -> None:
         rec.recv_ms = recv_ms

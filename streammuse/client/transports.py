@@ -41,11 +41,13 @@ from streammuse.errors import StreamMuseError
 class ServerUnavailable(StreamMuseError):
     """The server cannot be reached or failed (connection refused, timeout, 5xx).
 
-    ``status``: the HTTP status when the server (or its proxy) answered, else None."""
+    ``status``: the HTTP status when the server (or its proxy) answered, else None;
+    ``timed_out``: no answer came within the caller's timeout (a deadline)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, timed_out: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.timed_out = timed_out
 
 
 class UnknownSession(StreamMuseError):
@@ -121,13 +123,16 @@ class HttpTransport:
         extra = {} if timeout_s is None else {"timeout": timeout_s}
         try:
             response = self.client.request(method, path, json=body, headers=headers, **extra)
+        except httpx.TimeoutException as exc:
+            raise ServerUnavailable(f"{self.url}: no answer in time ({type(exc).__name__})", timed_out=True) from None
         except httpx.HTTPError as exc:
             raise ServerUnavailable(f"{self.url}: {exc}") from None
         return _answer(response)
 
-    def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse:
-        """POST /v1/sessions."""
-        return CreateSessionResponse.model_validate(self._send("POST", "/v1/sessions", body=request.model_dump()))
+    def create_session(self, request: CreateSessionRequest, timeout_s: float | None = None) -> CreateSessionResponse:
+        """POST /v1/sessions (``timeout_s``: give up after this long, default the transport's)."""
+        return CreateSessionResponse.model_validate(
+            self._send("POST", "/v1/sessions", body=request.model_dump(), timeout_s=timeout_s))
 
     def infer(self, session_id: str, request: InferRequest, timeout_s: float | None = None) -> InferResponse:
         """POST /v1/sessions/{id}/infer (raises UnknownSession / ServerUnavailable).
@@ -138,13 +143,22 @@ class HttpTransport:
         return InferResponse.model_validate(
             self._send("POST", f"/v1/sessions/{session_id}/infer", session_id, _dump(request), timeout_s))
 
-    def close_session(self, session_id: str) -> None:
+    def close_session(self, session_id: str, timeout_s: float | None = None) -> None:
         """DELETE /v1/sessions/{id}."""
-        self._send("DELETE", f"/v1/sessions/{session_id}", session_id)
+        self._send("DELETE", f"/v1/sessions/{session_id}", session_id, timeout_s=timeout_s)
 
     def health(self) -> bool:
         """True when the server answers /healthz."""
         return self._send("GET", "/healthz")["status"] == "ok"
+
+    def probe(self, session_id: str | None = None, timeout_s: float = 0.5) -> bool:
+        """True when /healthz answers ok within ``timeout_s``; with ``session_id`` it is
+        routed as that session's requests are (``x-session-id``: Ray Serve's affinity),
+        so it asks whether the session's replica is alive."""
+        try:
+            return self._send("GET", "/healthz", session_id, timeout_s=timeout_s)["status"] == "ok"
+        except (StreamMuseError, KeyError, TypeError):
+            return False
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -163,8 +177,8 @@ class InProcessTransport:
         self.core = core
         self._turn = threading.Lock()
 
-    def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse:
-        """Open a session."""
+    def create_session(self, request: CreateSessionRequest, timeout_s: float | None = None) -> CreateSessionResponse:
+        """Open a session (answered at once: ``timeout_s`` is not needed)."""
         with self._turn:
             return self.core.create(request)
 
@@ -178,10 +192,14 @@ class InProcessTransport:
         except ApiError as exc:
             raise_api_error(exc)
 
-    def close_session(self, session_id: str) -> None:
+    def close_session(self, session_id: str, timeout_s: float | None = None) -> None:
         """Close a session."""
         with self._turn:
             self.core.close(session_id)
+
+    def probe(self, session_id: str | None = None, timeout_s: float = 0.5) -> bool:
+        """Always alive: the core is in this process."""
+        return True
 
     def close(self) -> None:
         """Nothing to release."""

@@ -40,7 +40,7 @@ from streammuse.serving.jam import mount_jam
 
 TOKEN_ENV = "STREAMMUSE_TOKEN"
 MAX_BODY_BYTES = 1 << 20  # a 4096-tick context is ~200 kB of JSON
-ROUTER_CLASS = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
+ROUTER_CLASS = "streammuse.serving.router.FailoverHashRouter"
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long", "too_short"}
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 500, 503)}
 RETRY_AFTER_S = 2  # a refused session (429, 503) asks again after about a bar at 120 BPM

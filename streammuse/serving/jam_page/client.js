@@ -50,6 +50,7 @@ export class InferenceRole {
     this.failures = 0;
     this.nextAllowedSendTick = -1;
     this.needContext = false;
+    this.contextRequest = -1; // the request that last carried the context
   }
 
   due(tick) {
@@ -149,6 +150,7 @@ export class JamClient {
       const accompaniment = this.played.slice(0, s).map((p) => (p.available ? p.frame : []));
       body = { request_tick: s, gen_len: inf.genLen, melody: [], melody_start: s, context: { melody, accompaniment } };
       inf.needContext = false;
+      inf.contextRequest = rec.request_id;
     } else {
       const start = inf.ackedUntil;
       body = { request_tick: s, gen_len: inf.genLen, melody: this.input.frames(start, s, tick), melody_start: start };
@@ -168,16 +170,24 @@ export class JamClient {
     return this.buffer.offer(rec.request_id, rec.request_tick, response.accompaniment);
   }
 
-  // No answer. Unknown session: re-send the context next time. Otherwise back off.
-  onError(rec, recvMs, unknownSession) {
+  // No answer. Unknown session: re-send the context next time. Otherwise back off (and
+  // if this request carried the context and was refused, not timed out, the next one
+  // carries it again).
+  onError(rec, recvMs, unknownSession, timedOut = false) {
     rec.recv_ms = recvMs;
     rec.status = 'failed';
     const inf = this.inference;
     if (unknownSession) {
       Object.assign(inf, { needContext: true, ackedUntil: 0, failures: 0, nextAllowedSendTick: -1 });
     } else {
+      inf.needContext = inf.needContext || (rec.request_id === inf.contextRequest && !timedOut);
       inf.onFailure(this.buffer.nextTick);
     }
+  }
+
+  // The unreachable server answers again (its health probe): end the backoff.
+  onServerBack() {
+    Object.assign(this.inference, { failures: 0, nextAllowedSendTick: -1 });
   }
 
   newestCovering(tick) {

@@ -81,7 +81,7 @@ async function infer(rec, body) {
   try {
     result = await api('POST', `v1/sessions/${encodeURIComponent(sid)}/infer`, body, sid);
   } catch (err) {
-    result = { status: 0, data: { detail: String(err) } };
+    result = { status: 0, timedOut: err && err.name === 'TimeoutError', data: { detail: String(err) } };
   }
   if (rec.status !== 'pending') return; // the take already ended
   const now = nowMs();
@@ -92,7 +92,7 @@ async function infer(rec, body) {
     state.client.onError(rec, now, true);
     openSession().catch(() => {}); // the next request re-sends the context
   } else {
-    state.client.onError(rec, now, false);
+    state.client.onError(rec, now, false, Boolean(result.timedOut));
     if (result.status === 401) askToken();
   }
 }
