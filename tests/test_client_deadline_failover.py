@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 
 from streammuse.client.failover import MOVE_BURST, PROBE_TIMEOUT_S, MoveBudget, classify
@@ -226,3 +227,26 @@ def test_a_refused_context_is_sent_again_but_a_timed_out_one_is_not():
     client.on_error(rec, tick * 125.0 + 600, unknown_session=False, timed_out=True)  # it may still be built
     tick, (rec, req) = next_send()
     assert req.context is None and req.melody_start == 0  # a 404 would ask for the context again
+
+
+def test_requests_in_flight_that_time_out_together_are_one_failure_not_three():
+    # bench/failover.py (16:53): four songs starting on cold replicas; each song's first three
+    # requests (I = 2, GL = 5) timed out together, counted as 3 failures in a row, then 3 more:
+    # 64 ticks (8 s) of silence before the song's first answer.
+    from streammuse.client.session import SongClient
+
+    client = SongClient("s", np.zeros((200, 5), dtype=np.int16), interval=2, gen_len=5, tau_ms=125.0)
+    sent = []
+    for tick in range(-1, 4):  # requests for s = 0, 2, 4 go out at ticks -1, 1, 3
+        sent += [rec for rec, _ in client.on_tick(tick, tick * 125.0)]
+    assert [r.request_tick for r in sent] == [0, 2, 4]
+    for rec in sent:  # all three time out at the same tick
+        client.on_error(rec, 4 * 125.0 + 50, unknown_session=False, timed_out=True)
+    inf = client.inference
+    assert inf.failures == 1 and inf.next_allowed_send_tick == 4 + 2 - 1
+    later = []
+    for tick in range(4, 12):
+        later += [rec for rec, _ in client.on_tick(tick, tick * 125.0)]
+    assert later[0].send_tick == 5  # after a 2-tick backoff, not 2 + 4 + 8
+    client.on_error(later[0], 9 * 125.0, unknown_session=False, timed_out=True)
+    assert inf.failures == 2  # a request sent after the counted failure is a new one

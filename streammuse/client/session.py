@@ -123,6 +123,7 @@ class InferenceRole:
     acked_until: int = 0  # the server has answered a request for this tick, so holds M[<it]
     failures: int = 0  # consecutive failed requests
     next_allowed_send_tick: int = -1
+    failure_counted_at: int = -1  # the tick at which the last failure raised the backoff
     need_context: bool = False
     context_request: int = -1  # the request that last carried the context
 
@@ -138,8 +139,14 @@ class InferenceRole:
         s = tick + 1, then every I ticks."""
         self.interval, self.gen_len, self.phase = interval, gen_len, tick + 1
 
-    def on_failure(self, now_tick: int) -> None:
-        """Back off: after k failures in a row, wait I * 2^(k-1) ticks (at most 64)."""
+    def on_failure(self, now_tick: int, sent_tick: int) -> None:
+        """Back off: after k failures in a row, wait I * 2^(k-1) ticks (at most 64). A
+        request sent before the last failure was counted was already in flight then: its
+        failure is the same outage, not one more (a slow start that timed out three
+        requests in flight escalated to 64 ticks, 8 s, of silence)."""
+        if sent_tick < self.failure_counted_at:
+            return
+        self.failure_counted_at = now_tick
         self.failures += 1
         wait = min(self.interval * 2 ** (self.failures - 1), MAX_BACKOFF_TICKS)
         self.next_allowed_send_tick = max(self.next_allowed_send_tick, now_tick + wait - 1)
@@ -253,7 +260,7 @@ class SongClient:
             # next request after the backoff carries it again; one that timed out may
             # still be rebuilt by the server (a 404 asks for it again if not)
             inf.need_context = inf.need_context or (rec.request_id == inf.context_request and not timed_out)
-            inf.on_failure(self.player.buffer.next_tick)
+            inf.on_failure(self.player.buffer.next_tick, rec.send_tick)
 
     def on_lost(self, rec: RequestRecord, recv_ms: float) -> None:
         """The request failed on a session the song has since left (its replica died and

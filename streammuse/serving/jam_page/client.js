@@ -49,6 +49,7 @@ export class InferenceRole {
     this.ackedUntil = 0; // the server answered a request for this tick, so holds M[<it]
     this.failures = 0;
     this.nextAllowedSendTick = -1;
+    this.failureCountedAt = -1; // the tick at which the last failure raised the backoff
     this.needContext = false;
     this.contextRequest = -1; // the request that last carried the context
   }
@@ -59,7 +60,11 @@ export class InferenceRole {
     return s;
   }
 
-  onFailure(nowTick) {
+  // A request sent before the last failure was counted was in flight then: the same
+  // outage, not one more failure.
+  onFailure(nowTick, sentTick) {
+    if (sentTick < this.failureCountedAt) return;
+    this.failureCountedAt = nowTick;
     this.failures += 1;
     const wait = Math.min(this.interval * 2 ** (this.failures - 1), MAX_BACKOFF_TICKS);
     this.nextAllowedSendTick = Math.max(this.nextAllowedSendTick, nowTick + wait - 1);
@@ -181,7 +186,7 @@ export class JamClient {
       Object.assign(inf, { needContext: true, ackedUntil: 0, failures: 0, nextAllowedSendTick: -1 });
     } else {
       inf.needContext = inf.needContext || (rec.request_id === inf.contextRequest && !timedOut);
-      inf.onFailure(this.buffer.nextTick);
+      inf.onFailure(this.buffer.nextTick, rec.send_tick);
     }
   }
 
