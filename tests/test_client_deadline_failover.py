@@ -82,7 +82,7 @@ def test_a_request_hanging_past_its_deadline_moves_the_song_with_its_context(tmp
     # each gave up at its deadline (GL ticks) plus the health probe of its replica
     assert (failed.recv_ms - failed.send_ms).max() < 4 * 125.0 + 1000 * PROBE_TIMEOUT_S + 150.0
     # playing again from the new session (a late answer on a loaded machine may miss a tick)
-    assert ticks[ticks.tick >= moved[0]["request_tick"] + 4].available.mean() >= 0.9
+    assert ticks[ticks.tick >= moved[0]["request_tick"] + 4].available.mean() >= 0.8
 
 
 class DeadAndFull(InProcessTransport):
@@ -250,3 +250,48 @@ def test_requests_in_flight_that_time_out_together_are_one_failure_not_three():
     assert later[0].send_tick == 5  # after a 2-tick backoff, not 2 + 4 + 8
     client.on_error(later[0], 9 * 125.0, unknown_session=False, timed_out=True)
     assert inf.failures == 2  # a request sent after the counted failure is a new one
+
+
+class FullUntil(InProcessTransport):
+    """A real core with room for one session, held by another client until the song's
+    ``free_after``-th request: the song's first requests are refused (503 overloaded)."""
+
+    def __init__(self, core, other: str, free_after: int) -> None:
+        super().__init__(core)
+        self.other, self.free_after = other, free_after
+        self.created: list[str] = []
+        self.sent: list[str] = []
+
+    def create_session(self, request, timeout_s=None):
+        created = super().create_session(request)
+        self.created.append(created.session_id)
+        return created
+
+    def infer(self, session_id, request, timeout_s=None):
+        self.sent.append(session_id)
+        if len(self.sent) == self.free_after:
+            self.close_session(self.other)
+        return super().infer(session_id, request, timeout_s)
+
+
+def test_a_song_refused_at_its_start_asks_again_under_a_new_id_and_backs_off(tmp_path):
+    # bench/autoscale.py: a session is placed by its id, so a song refused for room asks
+    # again under a new id (after a scale-out it may land on the new replica); bounded by
+    # the move budget, and still backing off (no storm against a full server).
+    from streammuse.contract import CreateSessionRequest, InferRequest
+    from streammuse.core.drivers import run_now
+
+    core = SessionCore(SilentEngine(), CoreOptions(max_sessions=1))
+    other = core.create(CreateSessionRequest()).session_id
+    run_now(core, other, InferRequest(request_tick=0, gen_len=1))
+    transport = FullUntil(core, other, free_after=5)
+    cfg = _cfg(tmp_path)
+    path, _ = rp.run_pair(cfg, rp.load_songs(cfg), rp.resolve_profile(cfg), transport=transport, model_id="x")
+    reqs = pd.read_parquet(path / "requests.parquet").sort_values("send_ms")
+    refused = reqs.status.tolist().index("ok") if "ok" in reqs.status.tolist() else len(reqs)
+    assert refused >= 4  # the first requests were refused for room
+    # each refusal before admission asked for a new id (at most the move budget's burst at once)
+    assert 2 <= len(transport.created) <= 1 + refused and len(set(transport.sent[:refused])) >= 2
+    gaps = np.diff(reqs.send_tick.to_numpy()[:refused])
+    assert gaps.max() > 2  # backing off, not one request per I ticks
+    assert (reqs.status == "ok").sum() >= 5  # admitted once the room was free, then it played

@@ -74,3 +74,12 @@ def test_the_deployment_uses_the_session_policy():
     config = AutoscalingConfig(**DeployOptions(max_sessions=4).deployment_options()["autoscaling_config"])
     assert config.policy.policy_function == POLICY_PATH
     assert config.metrics_interval_s == 1.0 and config.look_back_period_s == 5.0
+
+
+def test_deploy_options_reach_the_core_by_name():
+    # A field added to CoreOptions once shifted the positional call: max_batch_size became 2.0
+    # and max_wait_ms None, and the replicas' batcher died on its first window (songs stalled).
+    got = DeployOptions(session_ttl_s=90.0, max_sessions=6, max_batch_size=16, max_wait_ms=3.0,
+                        max_sessions_per_client=2).core_options()
+    assert (got.session_ttl_s, got.max_sessions, got.max_batch_size, got.max_wait_ms, got.max_sessions_per_client,
+            got.session_idle_s) == (90.0, 6, 16, 3.0, 2, 30.0)

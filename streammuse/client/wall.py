@@ -117,6 +117,12 @@ class WallSong:
                 if moved:
                     self.client.on_error(rec, self.clock.now_ms(), unknown_session=True)
                     return
+            if kind == "busy" and getattr(exc, "status", None) == 503 and not self._admitted():
+                # Refused for room before the song was ever admitted: the router places a
+                # session by its id, so the same id would meet the same full replica again
+                # after the backoff (even once a scale-out added one with room). Ask again
+                # under a new id (bounded by the move budget), still after the backoff.
+                await self._move(sent_on)
             self.client.on_error(rec, self.clock.now_ms(), unknown_session=False, timed_out=timed_out)
             if kind == "unreachable":
                 self._watch()
@@ -139,6 +145,10 @@ class WallSong:
                     return None
                 await asyncio.sleep(wait_s)
                 wait_s = min(wait_s * 2, 2.0)
+
+    def _admitted(self) -> bool:
+        """True once any request of the song was answered (the server took its session)."""
+        return any(r.status in ("ok", "late", "superseded") for r in self.client.requests)
 
     async def _alive(self, session_id: str | None) -> bool:
         """True when the session's replica answers a health probe within PROBE_TIMEOUT_S

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from streammuse.contract import ApiError
 
@@ -44,8 +44,10 @@ def per_client_limit(max_sessions: int, max_sessions_per_client: int | None) -> 
     return max_sessions_per_client or None
 
 
-def admit(clients: Iterable[str | None], client: str | None, max_sessions: int, per_client: int | None) -> None:
-    """Refuse a new session (``clients``: the client key of each live session here).
+def admit(clients: Iterable[str | None], client: str | None, max_sessions: int, per_client: int | None,
+          on_full: Callable[[], None] | None = None) -> None:
+    """Refuse a new session (``clients``: the client key of each live session here);
+    ``on_full`` is called before a 503 (the refusal is demand: :class:`RefusedSessions`).
 
     Raises:
         ApiError: 503 ``overloaded`` when the replica is full; 429 ``too_many_sessions``
@@ -53,6 +55,8 @@ def admit(clients: Iterable[str | None], client: str | None, max_sessions: int, 
     """
     clients = list(clients)
     if len(clients) >= max_sessions:
+        if on_full is not None:
+            on_full()
         raise ApiError(503, "overloaded", f"this replica holds {len(clients)} live sessions, its limit; retry later")
     if client is not None and per_client is not None:
         held = sum(1 for c in clients if c == client)
@@ -62,6 +66,16 @@ def admit(clients: Iterable[str | None], client: str | None, max_sessions: int, 
 
 
 DEMAND_WINDOW_S = 10.0  # a refused session counts as demand this long (its client retries every 2 s)
+
+
+def idle_first(sessions: dict, now_s: float, idle_s: float, busy: set[int], count: int) -> list[str]:
+    """Up to ``count`` ids of sessions that have not asked for ``idle_s`` seconds, least
+    recently used first (``sessions`` is kept in that order), none with a request in the
+    engine (``busy``: their ``id()``s). A playing song asks every I ticks; a session the
+    router moved to another replica, or one that ended without closing, never asks here
+    again, so it gives its room to a new session first."""
+    idle = [sid for sid, sess in sessions.items() if now_s - sess.last_access_s > idle_s and id(sess) not in busy]
+    return idle[: max(0, count)]
 
 
 class RefusedSessions:

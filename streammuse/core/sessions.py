@@ -11,10 +11,9 @@ Every clock drives this object the same way (``drivers.py``):
 3. :meth:`SessionCore.take_batch` applies superseding (paper section III-D, never stall:
    of a session's waiting requests only the newest runs, the older ones are answered
    ``superseded``, never with a late result) and freezes the engine's inputs.
-4. :meth:`SessionCore.compute` runs the batch in one ``engine.infer_batch`` call; it
-   touches only the batch's engine states, so it may run in a worker thread while
-   requests keep arriving. A context re-sent by a client is applied here, serialised
-   with the session's other engine work.
+4. :meth:`SessionCore.compute` runs the batch in one ``engine.infer_batch`` call; it touches
+   only the batch's engine states, so it may run in a worker thread while requests keep
+   arriving. A context re-sent by a client is applied here, serialised with its engine work.
 5. :meth:`SessionCore.finish` answers the batch's requests.
 
 Everything but ``compute`` runs on the driver's one thread.
@@ -40,7 +39,7 @@ from streammuse.contract import (
     unknown_session,
     wire_to_frames,
 )
-from streammuse.core.admission import ClosedIds, RefusedSessions, admit, per_client_limit
+from streammuse.core.admission import ClosedIds, RefusedSessions, admit, idle_first, per_client_limit
 from streammuse.core.session_ids import SessionIds
 from streammuse.datasets import vocab
 from streammuse.errors import StreamMuseError
@@ -53,15 +52,12 @@ class CoreOptions:
     # Admission (core/admission.py): past this many live sessions a new one is refused
     # (503 overloaded), never made by evicting a live one, so admitted sessions keep playing.
     max_sessions: int = 256
-    # A session that has not asked for this long is not live for admission and demand (a
-    # playing song asks every I ticks; one the router moved to another replica, or that
-    # ended without closing, never asks here again): when room is needed it goes first.
-    session_idle_s: float = 30.0
     max_batch_size: int = 32
     max_wait_ms: float = 2.0  # how long a batch waits for more sessions' requests
     # One client's share of max_sessions (429 too_many_sessions past it); None: half, 0: no
     # bound (in-process cores: a simulation or a replay has one client); servers: DeployOptions.
     max_sessions_per_client: int | None = 0
+    session_idle_s: float = 30.0  # not asked for this long: not live, its room goes first (admission.idle_first)
 
 
 @dataclass
@@ -161,20 +157,11 @@ class SessionCore:
         return len(stale)
 
     def demand(self, now_s: float) -> int:
-        """Sessions that want this replica: the live ones and those refused for room that
-        still ask (core/admission.py ``RefusedSessions``); what autoscaling sizes for."""
+        """Live sessions plus those refused for room that still ask: what autoscaling sizes for."""
         return len(self._live(now_s)) + self.refused.waiting(now_s, self.sessions)
 
     def _live(self, now_s: float) -> list[Session]:
-        """The sessions that asked within ``session_idle_s``."""
         return [sess for sess in self.sessions.values() if now_s - sess.last_access_s <= self.options.session_idle_s]
-
-    def _make_room(self, now_s: float) -> None:
-        """Forget idle sessions, least recently used first, while the replica is full."""
-        idle = [sid for sid, sess in self.sessions.items()
-                if now_s - sess.last_access_s > self.options.session_idle_s and id(sess) not in self.in_flight]
-        while idle and len(self.sessions) >= self.options.max_sessions:
-            self._forget(idle.pop(0))
 
     def _forget(self, session_id: str) -> None:
         """Drop a session; its engine state (a KV-cache slot) is released before the next
@@ -203,14 +190,12 @@ class SessionCore:
             if request.context is None and request.chunk_start() > 0:
                 raise unknown_session()  # history is needed and this replica does not hold it
             opts = self.options
-            self._make_room(now_s)
-            try:
-                admit((s.client for s in self._live(now_s)), client, opts.max_sessions,
-                      per_client_limit(opts.max_sessions, opts.max_sessions_per_client))
-            except ApiError as exc:
-                if exc.status == 503:
-                    self.refused.add(session_id, now_s)
-                raise
+            for sid in idle_first(self.sessions, now_s, opts.session_idle_s, self.in_flight,
+                                  len(self.sessions) + 1 - opts.max_sessions):
+                self._forget(sid)  # a session that stopped asking gives its room first
+            admit((s.client for s in self._live(now_s)), client, opts.max_sessions,
+                  per_client_limit(opts.max_sessions, opts.max_sessions_per_client),
+                  lambda: self.refused.add(session_id, now_s))
             sess = Session(self.engine.new_session(_sampling(settings)), settings, now_s, client=client)
             self.sessions[session_id] = sess
         self.sessions.move_to_end(session_id)

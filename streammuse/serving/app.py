@@ -112,8 +112,9 @@ class DeployOptions:
 
     def core_options(self) -> CoreOptions:
         """The session core's bounds on one replica."""
-        return CoreOptions(self.session_ttl_s, self.max_sessions, self.max_batch_size, self.max_wait_ms,
-                           self.max_sessions_per_client)
+        return CoreOptions(session_ttl_s=self.session_ttl_s, max_sessions=self.max_sessions,
+                           max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms,
+                           max_sessions_per_client=self.max_sessions_per_client)
 
 
 # Ray Serve hands each replica its own copy of the FastAPI app, so a replica's
