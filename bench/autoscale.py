@@ -2,8 +2,8 @@
 
 The Serve app on a local Ray instance with ``--min-replicas 1 --max-replicas 2`` (one
 CPU each), each replica carrying ``--max-sessions`` sessions (pinned: the measured
-figure is too high on CPU, see README) and Ray's autoscaling target from that figure
-(``DeployOptions.ray_limits``: 0.8 N ongoing requests per replica, upscale after 10 s).
+figure is too high on CPU, see README), scaled by the shipped session policy
+(``serving/autoscaling.py``: ceil(demand / N) replicas, upscale after 2 s).
 Sessions arrive one every ``--every`` seconds; each asks GL = 3 ticks every tick (I = 1,
 120 BPM) without waiting for earlier answers, as the wall client does, and a refused
 one (503 ``overloaded`` or 429) asks again after its ``Retry-After`` under a new session
