@@ -122,9 +122,12 @@ class InferRequest(_Strict):
 
 
 class InferResponse(_Strict):
-    """Answer to an infer request."""
+    """Answer to an infer request: ``ok`` with GL frames; ``superseded`` (a newer request
+    of the session ran instead) or ``expired`` (it waited so long that its answer could
+    no longer be played, core/deadlines.py) without frames. Either way the request's
+    melody is kept."""
 
-    status: Literal["ok", "superseded"]
+    status: Literal["ok", "superseded", "expired"]
     request_tick: int
     accompaniment: list[WireFrame] = []
     queue_ms: float = 0.0

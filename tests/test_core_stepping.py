@@ -4,6 +4,7 @@ their own GL is done; a session's tokens do not depend on when it joined."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +14,13 @@ from streammuse.core.drivers import RealtimeDriver, run_now
 from streammuse.core.sessions import CoreOptions, SessionCore
 from streammuse.datasets.frames import empty_frames
 from streammuse.model.engine import Sampling, StreamingEngine
+
+
+def _unhurried() -> float:
+    """The drivers' clock here, 100 times slower than the wall: requests in these tests
+    wait behind a long one by design, and on a loaded machine such a wait could reach the
+    point where the core answers ``expired`` (core/deadlines.py) instead of computing."""
+    return time.monotonic() / 100
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +71,7 @@ def test_a_session_joining_midway_gets_the_tokens_it_gets_alone(engine):
 def test_a_short_request_is_answered_before_a_long_one_it_joined(engine):
     """Driver level: with a GL 16 request running, a GL 3 request of another session
     submitted after the first step is answered first, with its tokens alone."""
-    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_wait_ms=0)))
+    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_wait_ms=0)), clock=_unhurried)
     long_id = driver.create(CreateSessionRequest(seed=1)).session_id
     short_id = driver.create(CreateSessionRequest(seed=2)).session_id
     order = []
@@ -95,7 +103,7 @@ def test_a_short_request_is_answered_before_a_long_one_it_joined(engine):
 def test_requests_of_a_running_session_wait_and_a_closed_one_is_released_after(engine):
     """A session's newer requests wait while its request runs (the older one is then
     superseded); a session closed mid-run keeps its slot until its step ends."""
-    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_wait_ms=0)))
+    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_wait_ms=0)), clock=_unhurried)
     sid = driver.create(CreateSessionRequest(seed=5)).session_id
     gone = driver.create(CreateSessionRequest(seed=6)).session_id
 
@@ -124,7 +132,7 @@ def test_requests_of_a_running_session_wait_and_a_closed_one_is_released_after(e
 
 def test_max_batch_size_caps_the_running_requests(engine):
     """With room for one running request, a GL 3 request waits for the GL 16 one."""
-    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_wait_ms=0, max_batch_size=1)))
+    driver = RealtimeDriver(SessionCore(engine, CoreOptions(max_wait_ms=0, max_batch_size=1)), clock=_unhurried)
     ids = [driver.create(CreateSessionRequest(seed=s)).session_id for s in (1, 2)]
     order = []
 

@@ -1,6 +1,6 @@
 """The page's client rules (jam_page/client.js, run by Node.js) against the Python client.
 
-One seeded scenario per (I, GL): a melody, answers that come early, late, superseded,
+One seeded scenario per (I, GL): a melody, answers that come early, late, superseded, expired,
 lost, or with ``unknown_session``. The Python :class:`SongClient` is driven through it
 by a small discrete-event loop (a stand-in server answering with a fixed pattern), and
 every step is written down; the JavaScript :class:`JamClient` then replays the same
@@ -73,12 +73,12 @@ def python_trace(interval: int, gen_len: int, seed: int) -> dict:
             steps.append({"op": "tick", "tick": key, "now": now})
             for rec, req in client.on_tick(key, now):
                 sends.append(req.model_dump(exclude_none=True))
-                fate, rtt = rng.choice(["ok", "ok", "ok", "ok", "superseded", "lost", "unknown"]), rng.uniform(10, 400)
+                fate, rtt = rng.choice(["ok", "ok", "ok", "ok", "superseded", "expired", "lost", "unknown"]), rng.uniform(10, 400)
                 seq += 1
                 heapq.heappush(events, (now + rtt, 1, seq, (rec, str(fate))))
         else:
             rec, fate = payload
-            if fate in ("ok", "superseded"):
+            if fate in ("ok", "superseded", "expired"):
                 response = InferResponse(status=fate, request_tick=rec.request_tick, inference_ms=5.0,
                                          accompaniment=_answer(rec.request_tick, rec.gen_len) if fate == "ok" else [])
                 steps.append({"op": "reply", "id": rec.request_id, "now": now, "response": response.model_dump()})

@@ -241,7 +241,7 @@ class _backend:
 def summary_table(results) -> Table:
     """One row per run: ISR, Staleness, ISR_w (section V-D), request outcomes, jitter."""
     table = Table(title="streammuse replay")
-    for col in ("setting", "I", "GL", "songs", "ISR", "Staleness", "ISR_w", "ok/late/sup/fail", "tick p99 ms"):
+    for col in ("setting", "I", "GL", "songs", "ISR", "Staleness", "ISR_w", "ok/late/sup/exp/fail", "tick p99 ms"):
         table.add_column(col, justify="left" if col == "setting" else "right", no_wrap=True, min_width=min(len(col), 6))
     for cfg, path, lateness in results:
         if not (path / "ticks.parquet").is_file():
@@ -251,7 +251,7 @@ def summary_table(results) -> Table:
         reqs = pd.read_parquet(path / "requests.parquet")
         m = rp.realtime_summary(ticks)
         counts = reqs["status"].value_counts()
-        outcome = "/".join(str(int(counts.get(k, 0))) for k in ("ok", "late", "superseded", "failed"))
+        outcome = "/".join(str(int(counts.get(k, 0))) for k in ("ok", "late", "superseded", "expired", "failed"))
         jitter = f"{np.percentile(lateness, 99):.2f}" if lateness else "-"
         setting = cfg.setting if cfg.adaptive is None else f"{cfg.setting} adaptive (from)"
         table.add_row(setting, str(cfg.interval), str(cfg.gen_len), str(ticks["song"].nunique()),

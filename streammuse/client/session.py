@@ -37,7 +37,8 @@ class RequestRecord:
 
     Times are ms from the onset of tick 0 (the count-in request has a negative send_ms).
     ``status``: ``ok`` (arrived before tick s started), ``late`` (answered, but after the
-    onset of tick s), ``superseded`` (the server dropped it for a newer one), ``failed``
+    onset of tick s), ``superseded`` (the server dropped it for a newer one), ``expired``
+    (the server dropped it: its answer could no longer be played), ``failed``
     (no answer: server unreachable, unknown session, timeout), ``pending`` only while in
     flight.
     """
@@ -223,14 +224,14 @@ class SongClient:
         """A response arrived at ``recv_ms``: offer its frames to the buffer.
 
         Returns:
-            How many frames were written (0 for a superseded or entirely late answer).
+            How many frames were written (0 for a superseded, expired or entirely late answer).
         """
         self._finish(rec, recv_ms, network_ms)
         rec.inference_ms = float(response.inference_ms)
         rec.queue_ms = float(response.queue_ms)
         self.inference.failures = 0
-        if response.status == "superseded":
-            rec.status = "superseded"
+        if response.status in ("superseded", "expired"):
+            rec.status = response.status
             return 0
         self.inference.acked_until = max(self.inference.acked_until, rec.request_tick)
         late = self.player.buffer.next_tick > rec.request_tick

@@ -148,7 +148,7 @@ class WallSong:
 
     def _admitted(self) -> bool:
         """True once any request of the song was answered (the server took its session)."""
-        return any(r.status in ("ok", "late", "superseded") for r in self.client.requests)
+        return any(r.status in ("ok", "late", "superseded", "expired") for r in self.client.requests)
 
     async def _alive(self, session_id: str | None) -> bool:
         """True when the session's replica answers a health probe within PROBE_TIMEOUT_S

@@ -10,7 +10,8 @@ Every clock drives this object the same way (``drivers.py``):
    sessions wait; never while a batch runs.
 3. :meth:`SessionCore.take_batch` applies superseding (paper section III-D, never stall:
    of a session's waiting requests only the newest runs, the older ones are answered
-   ``superseded``, never with a late result) and freezes the engine's inputs.
+   ``superseded``, never with a late result), answers ``expired`` a newest one whose
+   answer could no longer be played (``deadlines.py``), and freezes the engine's inputs.
 4. :meth:`SessionCore.compute` runs the batch in one ``engine.infer_batch`` call; it touches
    only the batch's engine states, so it may run in a worker thread while requests keep
    arriving. A context re-sent by a client is applied here, serialised with its engine work.
@@ -40,8 +41,9 @@ from streammuse.contract import (
     wire_to_frames,
 )
 from streammuse.core.admission import ClosedIds, RefusedSessions, admit, idle_first, per_client_limit
+from streammuse.core.deadlines import RECENT_ANSWERS, compute_floor_ms, expired
+from streammuse.core.engine_inputs import engine_item, freeze_context
 from streammuse.core.session_ids import SessionIds
-from streammuse.datasets import vocab
 from streammuse.errors import StreamMuseError
 
 @dataclass
@@ -130,6 +132,7 @@ class SessionCore:
         self.batch_sizes: list[int] = []  # sizes of the engine calls made (bench, tests)
         self._released: list[Session] = []  # gone sessions whose engine state awaits release
         self.submissions = 0  # requests accepted so far (a sim waits on this)
+        self.recent_ms = collections.deque(maxlen=RECENT_ANSWERS)  # engine times of the last answers
 
     # -- sessions ------------------------------------------------------------------
     def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
@@ -273,9 +276,13 @@ class SessionCore:
             newest[key] = job
         live, rest = [], []
         for job in newest.values():
-            if job.number != job.session.latest or (job.request.context is None and carried.get(id(job.session)) is None
-                                                    and job.request.request_tick < job.session.fed_until):
+            no_context = job.request.context is None and carried.get(id(job.session)) is None
+            if job.number != job.session.latest or (no_context and job.request.request_tick < job.session.fed_until):
                 job.answer(InferResponse(status="superseded", request_tick=job.request.request_tick,
+                                         queue_ms=(now_s - job.arrived_s) * 1000))
+            elif no_context and expired((now_s - job.arrived_s) * 1000, compute_floor_ms(self.recent_ms),
+                                        job.request.gen_len, job.session.settings.bpm):  # a rebuild is never skipped
+                job.answer(InferResponse(status="expired", request_tick=job.request.request_tick,
                                          queue_ms=(now_s - job.arrived_s) * 1000))
             elif len(live) < room:
                 live.append(job)
@@ -288,8 +295,8 @@ class SessionCore:
         batch = Batch(live, [], [], now_s)
         for job in live:
             context = job.request.context or carried.get(id(job.session))
-            batch.contexts.append(_freeze_context(job.session, context))
-            batch.items.append(_engine_item(job.session, job.request))
+            batch.contexts.append(freeze_context(job.session, context))
+            batch.items.append(engine_item(job.session, job.request))
         return batch
 
     def compute(self, batch: Batch, run: Callable[[list[tuple]], list] | None = None) -> None:
@@ -343,6 +350,7 @@ class SessionCore:
         """Answer one request the engine ran (started at ``started_s``, ``server_ms`` of
         engine time): its frames, or an ApiError that also forgets its session."""
         self.in_flight.discard(id(job.session))
+        self.recent_ms.append(server_ms)
         if isinstance(result, ApiError):
             # The engine state may be half-updated: forget the session, so the
             # client's next request re-sends its context (404 unknown_session).
@@ -367,30 +375,6 @@ def _check_context(request: InferRequest) -> None:
         raise ApiError(422, "bad_request", f"context: {len(ctx.melody)} melody frames but {len(ctx.accompaniment)} accompaniment frames")
     if len(ctx.melody) > request.request_tick:
         raise ApiError(422, "out_of_range", f"context covers {len(ctx.melody)} ticks, past request_tick {request.request_tick}")
-
-
-def _freeze_context(sess: Session, context) -> tuple[np.ndarray, np.ndarray] | None:
-    """The rebuild a batch applies first; the session then holds the context's ticks."""
-    if context is None:
-        return None
-    melody = wire_to_frames(context.melody)
-    sess.fed_until = len(melody)
-    for t in [t for t in sess.melody if t < sess.fed_until]:
-        del sess.melody[t]
-    return melody, wire_to_frames(context.accompaniment)
-
-
-def _engine_item(sess: Session, request: InferRequest) -> tuple:
-    """``(state, s, M[fed_until .. s), GL, fed_until)``: a tick nobody sent is silence.
-    The session counts as fed up to s from here on (the batch will feed it)."""
-    s, start = request.request_tick, sess.fed_until
-    empty = wire_to_frames([[]])[0]
-    rows = [sess.melody.pop(t, empty) for t in range(start, s)]
-    for t in [t for t in sess.melody if t < s]:
-        del sess.melody[t]
-    sess.fed_until = max(sess.fed_until, s)
-    feed = np.stack(rows) if rows else np.zeros((0, vocab.FRAME_LEN), dtype=np.int16)
-    return (sess.state, s, feed, request.gen_len, start)
 
 
 def _sampling(settings: CreateSessionRequest):

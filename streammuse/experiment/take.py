@@ -56,7 +56,7 @@ class TakeRequest(_Strict):
     gen_len: int = Field(ge=1, le=MAX_GEN_LEN)
     send_ms: float
     recv_ms: float | None = None
-    status: Literal["ok", "late", "superseded", "failed"]
+    status: Literal["ok", "late", "superseded", "expired", "failed"]
     inference_ms: float | None = None
     queue_ms: float | None = None
     accompaniment: list[WireFrame] = []

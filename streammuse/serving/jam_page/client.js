@@ -168,7 +168,7 @@ export class JamClient {
     rec.inference_ms = response.inference_ms;
     rec.queue_ms = response.queue_ms;
     this.inference.failures = 0;
-    if (response.status === 'superseded') { rec.status = 'superseded'; return 0; }
+    if (response.status === 'superseded' || response.status === 'expired') { rec.status = response.status; return 0; }
     this.inference.ackedUntil = Math.max(this.inference.ackedUntil, rec.request_tick);
     rec.status = this.buffer.nextTick > rec.request_tick ? 'late' : 'ok';
     rec.accompaniment = response.accompaniment;

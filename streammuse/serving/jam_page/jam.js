@@ -258,7 +258,7 @@ function draw() {
   $('staleness').textContent = fmt(m.staleness);
   $('isrw').textContent = fmt(m.isrW);
   const by = (st) => c.requests.filter((r) => r.status === st).length;
-  $('requests').textContent = `${by('ok')} ok / ${by('late')} late / ${by('superseded')} sup / ${by('failed')} failed`;
+  $('requests').textContent = `${by('ok')} ok / ${by('late')} late / ${by('superseded')} sup / ${by('expired')} expired / ${by('failed')} failed`;
   const rtts = c.requests.filter((r) => r.status === 'ok' || r.status === 'late').map((r) => r.recv_ms - r.send_ms);
   $('rtt').textContent = `${fmt(pct(rtts, 0.5), 0)} / ${fmt(pct(rtts, 0.95), 0)} ms`;
   $('lateness').textContent = `${fmt(pct(state.lateness, 0.99), 1)} ms`;

@@ -1,0 +1,33 @@
+"""What a batch hands the engine for one session (``SessionCore.take_batch``): the context
+to rebuild from, and the melody rows the session has not fed yet."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streammuse.contract import InferRequest, wire_to_frames
+from streammuse.datasets import vocab
+
+
+def freeze_context(sess, context) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rebuild a batch applies first; the session then holds the context's ticks."""
+    if context is None:
+        return None
+    melody = wire_to_frames(context.melody)
+    sess.fed_until = len(melody)
+    for t in [t for t in sess.melody if t < sess.fed_until]:
+        del sess.melody[t]
+    return melody, wire_to_frames(context.accompaniment)
+
+
+def engine_item(sess, request: InferRequest) -> tuple:
+    """``(state, s, M[fed_until .. s), GL, fed_until)``: a tick nobody sent is silence.
+    The session counts as fed up to s from here on (the batch will feed it)."""
+    s, start = request.request_tick, sess.fed_until
+    empty = wire_to_frames([[]])[0]
+    rows = [sess.melody.pop(t, empty) for t in range(start, s)]
+    for t in [t for t in sess.melody if t < s]:
+        del sess.melody[t]
+    sess.fed_until = max(sess.fed_until, s)
+    feed = np.stack(rows) if rows else np.zeros((0, vocab.FRAME_LEN), dtype=np.int16)
+    return (sess.state, s, feed, request.gen_len, start)
