@@ -33,9 +33,19 @@ def test_serve_starts_and_stops_quietly():
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     printed = "".join(lines) + out + err
-    # It first measures what a replica carries (docs/deploy.md, "Capacity"), then serves.
+    # It first measures what a replica carries through its app, then offers the running
+    # deployment sessions through the whole HTTP path, restarts it with that figure, and
+    # serves (docs/deploy.md, "Capacity").
     assert lines[0].startswith("capacity: ") and " sessions per replica at I=1, GL=3, 120 BPM" in lines[0], printed
-    assert lines[1].startswith(f"StreamMUSE serving at http://127.0.0.1:{port}"), printed
+    app_path = int(lines[0].split()[1])
+    tried = [int(line.split()[0]) for line in lines[1:-3]]
+    assert tried[0] == app_path and all(line.startswith("  ") and " sessions: the worst plays " in line
+                                        for line in lines[1:-3]), printed
+    through_path = int(lines[-3].removeprefix("capacity through the HTTP path: ").split()[0])
+    # the figure fits, and one session more did not (unless it is the app figure, or 1, the floor)
+    assert 1 <= through_path <= app_path, printed
+    assert through_path in (app_path, 1) or through_path + 1 in tried, printed
+    assert lines[-2].startswith(f"StreamMUSE serving at http://127.0.0.1:{port}"), printed
     assert out.strip().endswith("stopped"), printed
     for noise in ("INFO", "WARNING", "Token authentication", "graceful_shutdown", "raylet", "***", "SIGTERM"):
         assert noise not in printed, (noise, printed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.console import Console
 
 from streammuse.contract import MAX_BPM, MAX_GEN_LEN, MIN_BPM
 from streammuse.errors import StreamMuseError
-from streammuse.serving.app import DeployOptions
+from streammuse.serving.app import TOKEN_ENV, DeployOptions
 
 _console = Console()
 
@@ -54,6 +55,41 @@ def measure_here(options: DeployOptions) -> None:
                    f"GL={options.plan_gen_len}, {options.plan_bpm:g} BPM (ms: {steps})", markup=False, highlight=False)
 
 
+def start_sized(options: DeployOptions, port: int | None, host: str, address: str | None = None) -> str:
+    """Start the app on local Ray; its URL. ``max_sessions`` 0: size a replica here
+    (:func:`measure_here`), then, with one replica up, offer it sessions through the whole
+    HTTP path and restart it with the most that play in real time
+    (serving/path_probe.py: the app-path figure leaves out Ray's proxy and the clients)."""
+    from dataclasses import replace
+
+    from streammuse.serving.path_probe import MIN_TICK_SHARE, size_through_path
+    from streammuse.serving.raylocal import redeploy, start_local
+
+    probe = options.max_sessions == 0 and options.min_replicas == 1
+    if options.max_sessions == 0:
+        measure_here(options)
+    # The probe's sessions all come from this host: no per-client bound while it runs.
+    first = replace(options, max_sessions_per_client=0) if probe else options
+    with _console.status("starting Ray and the Serve app ..."):
+        url = start_local(vars(first), port=port, host=host, address=address)
+    if not probe:
+        return url
+
+    def tried(n: int, figures: dict) -> None:
+        _console.print(f"  {n} sessions: the worst plays {figures['tick_share_min'] or 0:.1%} of its ticks "
+                       f"(answers p95 {figures['wait_p95_ms']:.0f} ms)", markup=False, highlight=False)
+
+    with _console.status("offering sessions through the HTTP path ..."):
+        n = size_through_path(url.replace("0.0.0.0", "127.0.0.1"), options.plan(), options.max_sessions, tried,
+                              token=os.environ.get(TOKEN_ENV) or None)
+    _console.print(f"capacity through the HTTP path: {n} sessions per replica (every one plays >= "
+                   f"{MIN_TICK_SHARE:.0%} of its ticks)", markup=False, highlight=False)
+    options.max_sessions = n
+    with _console.status("restarting the Serve app with it ..."):
+        redeploy(vars(options), url)
+    return url
+
+
 MinR = Annotated[int, typer.Option("--min-replicas", help="Fewest replicas (autoscaling).")]
 MaxR = Annotated[int, typer.Option("--max-replicas", help="Most replicas (autoscaling).")]
 Target = Annotated[float | None, typer.Option("--target-ongoing-requests", help="Ray Serve's ongoing-requests target per replica (default from the capacity); replicas scale on sessions (docs/deploy.md, Autoscaling).")]
@@ -77,16 +113,13 @@ def serve(
     max_sessions_per_client: PerClient = None, plan_bpm: PlanBpm = 120.0, plan_interval: PlanI = 1, plan_gen_len: PlanGL = 3,
 ) -> None:
     """Start the StreamMUSE server on a local Ray instance; Ctrl-C stops it."""
-    from streammuse.serving.raylocal import check_port_free, logs_dir, start_local, stop_local
+    from streammuse.serving.raylocal import check_port_free, logs_dir, stop_local
 
     options = _options(min_replicas, max_replicas, num_gpus, num_cpus, checkpoint, target_ongoing_requests=target_ongoing_requests,
                        session_ttl_s=session_ttl, max_sessions=max_sessions, max_sessions_per_client=max_sessions_per_client,
                        plan_bpm=plan_bpm, plan_interval=plan_interval, plan_gen_len=plan_gen_len)
     check_port_free(host, port)  # before minutes of measuring and starting Ray
-    if options.max_sessions == 0:
-        measure_here(options)
-    with _console.status("starting Ray and the Serve app ..."):
-        url = start_local(vars(options), port=port, host=host)
+    url = start_sized(options, port, host)
     _console.print(f"StreamMUSE serving at [bold]{url}[/] (API docs {url}/docs); Ctrl-C stops")
     _console.print(f"Ray's logs: {logs_dir() or '-'}", markup=False, highlight=False, soft_wrap=True)
     stop = threading.Event()
@@ -122,8 +155,6 @@ def deploy(
               "plan_gen_len": plan_gen_len}
     if cluster == "local":
         options = _options(min_replicas, max_replicas, 0.0, num_cpus, checkpoint, **fields)
-        if options.max_sessions == 0:
-            measure_here(options)
         _deploy_local(options, port)
         return
     if cluster != "k8s":
@@ -159,7 +190,7 @@ def _deploy_local(options: DeployOptions, port: int) -> None:
 
     from streammuse.serving.raylocal import start_local
 
-    url = start_local(vars(options), port=port, host="0.0.0.0", address="auto")
+    url = start_sized(options, port, "0.0.0.0", address="auto")
     ray.shutdown()  # disconnect only: the detached Serve app keeps running
     _console.print(f"StreamMUSE deployed at [bold]{url.replace('0.0.0.0', '127.0.0.1')}[/]; stop it with `ray stop`")
 

@@ -49,11 +49,7 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
 
     ``options``: :class:`~streammuse.serving.app.DeployOptions` fields.
     """
-    import httpx
     import ray
-    from ray import serve
-
-    from streammuse.serving.app import build_app
 
     if port is not None and address is None:
         check_port_free(host, port)  # a fresh instance: nothing of ours listens there yet
@@ -61,18 +57,37 @@ def start_local(options: dict, port: int | None = None, host: str = "127.0.0.1",
     if not ray.is_initialized():
         init_quietly(address, num_cpus)
     _start_serve(host, port)
+    url = f"http://{host}:{port}"
+    _run_app(options, url, timeout_s)
+    return url
+
+
+def redeploy(options: dict, url: str, timeout_s: float = 180.0) -> None:
+    """Run the app again on the running instance with new ``options`` (Serve replaces its
+    replicas, and Ray's limits follow the new ones); wait until it is healthy at ``url``."""
+    _run_app(options, url, timeout_s)
+
+
+def _run_app(options: dict, url: str, timeout_s: float) -> None:
+    """``serve.run`` the app and return once ``url/healthz`` answers 200; StreamMuseError
+    (Ray stopped) if the app failed or ``timeout_s`` passed."""
+    import httpx
+    from ray import serve
+
+    from streammuse.serving.app import build_app
+
+    _quiet_serve()
     try:
         serve.run(build_app(options), name=APP_NAME, route_prefix="/", blocking=False)
     except RuntimeError as exc:  # a replica's __init__ failed (no checkpoint, no GPU, ...)
         reason = _failure_reason() or str(exc).splitlines()[0]
         stop_local()
         raise StreamMuseError(f"the Serve app failed to start: {reason}") from None
-    url = f"http://{host}:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
-                return url
+                return
         except httpx.HTTPError:
             pass
         app = serve.status().applications.get(APP_NAME)
@@ -111,8 +126,7 @@ def init_quietly(address: str | None, num_cpus: int | None) -> None:
     # Ray enables token authentication for a new local instance and warns that it did:
     # keep the default, drop the warning (and Serve's INFO lines).
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    for name in ("ray.serve", "ray.serve._private"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _quiet_serve()
     ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              namespace="streammuse", ignore_reinit_error=True, logging_level=logging.WARNING)
     _state["started_here"] = address is None
@@ -121,6 +135,20 @@ def init_quietly(address: str | None, num_cpus: int | None) -> None:
         # Ray's core worker installed a C++ handler that dumps a stack trace on SIGTERM:
         # exit through Python instead, so `with` blocks and finally clauses stop Ray.
         _state["sigterm"] = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _quiet_serve() -> None:
+    """No INFO lines from Serve. Also a filter: Serve resets its logger's level and
+    handlers when it configures it again (a second ``serve.run`` in this process)."""
+    for name in ("ray.serve", "ray.serve._private"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        if _warnings_only not in logger.filters:
+            logger.addFilter(_warnings_only)
+
+
+def _warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
 
 
 def _exit_on_sigterm(signum, frame) -> None:

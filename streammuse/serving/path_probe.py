@@ -1,0 +1,193 @@
+"""How many sessions a running deployment carries in real time through its whole HTTP
+path: Ray's proxy, the replica's app, the engine, and clients on the same host.
+
+``serving/capacity.py`` sizes a replica from T(B) measured through its own app, which
+leaves out what each request costs in front of the app (Ray's proxy, the HTTP hop) and
+what the clients cost on a host they share. On the 2-core dev machine that gap is most of
+the cost: the app-path figure was 15 sessions at I = 1, GL = 3, and 15 admitted sessions
+played 0 % of their ticks (README, overload). So once the deployment is up, ``serve``
+offers it real sessions (:func:`offer`) and keeps the largest count whose every session
+plays at least ``MIN_TICK_SHARE`` of its ticks (:func:`sessions_through_path`).
+
+A session here is the paper's client reduced to its timing: one request per I ticks,
+sent at the onset of tick s-1 without waiting for earlier answers (the server supersedes
+stale ones), carrying the newest melody frames; tick t counts as *played* when an answer
+covering it (s .. s+GL-1) arrived before its onset. ``bench/overload.py`` offers its
+sessions through the same :func:`offer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import httpx
+import numpy as np
+
+from streammuse.contract import tau_ms
+
+MIN_TICK_SHARE = 0.99  # every admitted session must play this share of its ticks
+PROBE_SECONDS = 4.0  # how long each count is offered
+
+
+@dataclass
+class ProbeSession:
+    """One offered session's timeline and what came back."""
+
+    sid: str
+    interval: int
+    gen_len: int
+    tau_s: float
+    waits_ms: list[float] = field(default_factory=list)
+    covered: set[int] = field(default_factory=set)
+    refused_ms: float | None = None  # latency of the first 503 / 429
+    statuses: dict[str, int] = field(default_factory=dict)
+    ticks: int = 0
+
+    @property
+    def admitted(self) -> bool:
+        """The replica took the session (any answer but a refusal)."""
+        return bool(self.statuses.get("ok")) or self.refused_ms is None
+
+    @property
+    def tick_share(self) -> float:
+        """Share of ticks 1 .. ticks an answer covered in time."""
+        return len([t for t in self.covered if 1 <= t <= self.ticks]) / max(1, self.ticks)
+
+    async def _one(self, http: httpx.AsyncClient, s: int, start: float) -> None:
+        body = {"request_tick": s, "gen_len": self.gen_len, "melody_start": max(0, s - self.interval),
+                "melody": [[[60 + t % 12, 1]] for t in range(max(0, s - self.interval), s)]}
+        sent = time.perf_counter()
+        try:
+            r = await http.post(f"/v1/sessions/{self.sid}/infer", json=body, headers={"x-session-id": self.sid})
+        except httpx.HTTPError:
+            self.statuses["failed"] = self.statuses.get("failed", 0) + 1
+            return
+        arrived = time.perf_counter()
+        if r.status_code in (429, 503):
+            self.refused_ms = self.refused_ms if self.refused_ms is not None else (arrived - sent) * 1000
+            return
+        self.waits_ms.append((arrived - sent) * 1000)
+        status = r.json().get("status", str(r.status_code)) if r.status_code == 200 else str(r.status_code)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status == "ok":  # tick t starts at start + t tau: played if the answer came before
+            self.covered.update(t for t in range(s, s + self.gen_len) if arrived <= start + t * self.tau_s)
+
+    async def run(self, http: httpx.AsyncClient, start: float, seconds: float) -> None:
+        """Send request s at the onset of tick s-1 for ``seconds``; wait for every answer."""
+        self.ticks, tasks = int(seconds / self.tau_s), []
+        for s in range(1, self.ticks + 1, self.interval):
+            await asyncio.sleep(max(0.0, start + (s - 1) * self.tau_s - time.perf_counter()))
+            if self.refused_ms is not None and not self.statuses.get("ok"):
+                break  # refused: this session never started
+            tasks.append(asyncio.create_task(self._one(http, s, start)))
+        await asyncio.gather(*tasks)
+
+
+def _client(url: str, timeout_s: float, token: str | None) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    if url.startswith("unix://"):
+        transport = httpx.AsyncHTTPTransport(uds=url[len("unix://"):], limits=limits)
+        return httpx.AsyncClient(transport=transport, base_url="http://local", timeout=timeout_s, headers=headers)
+    return httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits, headers=headers)
+
+
+def offer(url: str, n: int, seconds: float, bpm: float = 120.0, interval: int = 1, gen_len: int = 3,
+          token: str | None = None, timeout_s: float = 30.0) -> list[ProbeSession]:
+    """Open ``n`` sessions at once at ``url`` (``http://`` or ``unix://``) and play them
+    for ``seconds`` (module docstring); each session is closed afterwards."""
+
+    async def go() -> list[ProbeSession]:
+        async with _client(url, timeout_s, token) as http:
+            sids = []
+            for k in range(n):
+                r = await http.post("/v1/sessions", json={"seed": k, "bpm": bpm})
+                r.raise_for_status()
+                sids.append(r.json()["session_id"])
+            sessions = [ProbeSession(sid, interval, gen_len, tau_ms(bpm) / 1000) for sid in sids]
+            start = time.perf_counter() + 0.5
+            await asyncio.gather(*(p.run(http, start, seconds) for p in sessions))
+            for sid in sids:
+                await http.delete(f"/v1/sessions/{sid}", headers={"x-session-id": sid})
+            return sessions
+
+    return asyncio.run(go())
+
+
+def plays_in_real_time(sessions: list[ProbeSession]) -> bool:
+    """Every admitted session played at least ``MIN_TICK_SHARE`` of its ticks."""
+    admitted = [p for p in sessions if p.admitted]
+    return bool(admitted) and min(p.tick_share for p in admitted) >= MIN_TICK_SHARE
+
+
+def sessions_through_path(fits: Callable[[int], bool], upper: int) -> tuple[int, dict[int, bool]]:
+    """The largest n in 1..``upper`` with ``fits(n)`` (offered n sessions, every one plays in
+    real time), by bisection from ``upper`` down, assuming more sessions never fit better;
+    1 when even one does not (a replica always admits one). Returns (n, what was tried)."""
+    tried = {upper: fits(upper)}
+    if tried[upper]:
+        return upper, tried
+    good, bad = 0, upper
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        tried[mid] = fits(mid)
+        good, bad = (mid, bad) if tried[mid] else (good, mid)
+    return max(1, good), tried
+
+
+def size_through_path(url: str, plan, upper: int, on_try: Callable[[int, dict], None] | None = None,
+                      token: str | None = None, seconds: float = PROBE_SECONDS) -> int:
+    """The sessions a running deployment carries in real time at ``plan``
+    (``capacity.Plan``): :func:`sessions_through_path` over :func:`offer`, at most
+    ``upper`` (the app-path figure). ``on_try(n, summary)`` is told each count's figures."""
+    deadline_s = plan.gen_len * tau_ms(plan.bpm) / 1000
+
+    def fits(n: int) -> bool:
+        sessions = offer(url, n, seconds, plan.bpm, plan.interval, plan.gen_len, token=token,
+                         timeout_s=2 * deadline_s + 2.0)  # later answers play nothing anyway
+        if on_try is not None:
+            on_try(n, summary(sessions))
+        _drain(url, token)
+        return plays_in_real_time(sessions)
+
+    return sessions_through_path(fits, upper)[0]
+
+
+def _drain(url: str, token: str | None, quiet_ms: float = 200.0, timeout_s: float = 60.0) -> None:
+    """Wait until an overloaded deployment has worked off what it was sent: its health
+    check (queued behind everything else) answers within ``quiet_ms``."""
+
+    async def go() -> None:
+        async with _client(url, 5.0, token) as http:
+            give_up = time.monotonic() + timeout_s
+            while time.monotonic() < give_up:
+                started = time.perf_counter()
+                try:
+                    if (await http.get("/healthz")).status_code == 200 and (time.perf_counter() - started) * 1000 < quiet_ms:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.5)
+
+    asyncio.run(go())
+
+
+def summary(sessions: list[ProbeSession]) -> dict:
+    """Figures of one offer: admitted / refused, tick shares, waits, refusal latency."""
+    admitted = [p for p in sessions if p.admitted]
+    refused = [p for p in sessions if not p.admitted]
+    shares = [p.tick_share for p in admitted]
+    waits = np.concatenate([p.waits_ms for p in admitted if p.waits_ms] or [np.zeros(1)])
+    statuses: dict[str, int] = {}
+    for p in admitted:
+        for k, v in p.statuses.items():
+            statuses[k] = statuses.get(k, 0) + v
+    return {"offered": len(sessions), "admitted": len(admitted), "refused": len(refused),
+            "tick_share_min": round(min(shares), 4) if shares else None,
+            "tick_share_median": round(float(np.median(shares)), 4) if shares else None,
+            "wait_max_ms": round(float(waits.max()), 1), "wait_p95_ms": round(float(np.percentile(waits, 95)), 1),
+            "refusal_max_ms": round(max(p.refused_ms for p in refused), 1) if refused else None,
+            "statuses": statuses}
