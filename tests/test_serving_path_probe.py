@@ -35,7 +35,10 @@ def test_offered_sessions_play_and_are_closed(local_server):
     sessions = offer(local_server, 2, 3.0, bpm=20.0, interval=1, gen_len=3)
     figures = summary(sessions)
     assert [p.ticks for p in sessions] == [4, 4] and [p.tick_share for p in sessions] == [1.0, 1.0]
-    assert figures["admitted"] == 2 and figures["refused"] == 0 and figures["statuses"] == {"ok": 8}
+    # each entered with the history of a long session, staggered from (W - W/4) / 2 = 192 ticks
+    # towards W / 2 = 256 (each window slides once, at its own time): one answer more each
+    assert [p.context_ticks for p in sessions] == [192, 224]
+    assert figures["admitted"] == 2 and figures["refused"] == 0 and figures["statuses"] == {"ok": 10}
     assert plays_in_real_time(sessions)
     # Closed afterwards: their ids are refused now (a closed session is never revived).
     with httpx.Client(transport=httpx.HTTPTransport(uds=local_server[len("unix://"):]), base_url="http://local") as http:

@@ -41,7 +41,7 @@ from streammuse.contract import (
     wire_to_frames,
 )
 from streammuse.core.admission import ClosedIds, RefusedSessions, admit, idle_first, per_client_limit
-from streammuse.core.deadlines import RECENT_ANSWERS, compute_floor_ms, expired
+from streammuse.core.deadlines import expired
 from streammuse.core.engine_inputs import engine_item, freeze_context
 from streammuse.core.session_ids import SessionIds
 from streammuse.errors import StreamMuseError
@@ -60,6 +60,9 @@ class CoreOptions:
     # bound (in-process cores: a simulation or a replay has one client); servers: DeployOptions.
     max_sessions_per_client: int | None = 0
     session_idle_s: float = 30.0  # not asked for this long: not live, its room goes first (admission.idle_first)
+    # Answer ``expired`` without computing a request whose answer could no longer be played
+    # (core/deadlines.py); off only where no musician waits (the capacity measurement).
+    drop_expired: bool = True
 
 
 @dataclass
@@ -132,7 +135,6 @@ class SessionCore:
         self.batch_sizes: list[int] = []  # sizes of the engine calls made (bench, tests)
         self._released: list[Session] = []  # gone sessions whose engine state awaits release
         self.submissions = 0  # requests accepted so far (a sim waits on this)
-        self.recent_ms = collections.deque(maxlen=RECENT_ANSWERS)  # engine times of the last answers
 
     # -- sessions ------------------------------------------------------------------
     def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
@@ -280,8 +282,8 @@ class SessionCore:
             if job.number != job.session.latest or (no_context and job.request.request_tick < job.session.fed_until):
                 job.answer(InferResponse(status="superseded", request_tick=job.request.request_tick,
                                          queue_ms=(now_s - job.arrived_s) * 1000))
-            elif no_context and expired((now_s - job.arrived_s) * 1000, compute_floor_ms(self.recent_ms),
-                                        job.request.gen_len, job.session.settings.bpm):  # a rebuild is never skipped
+            elif no_context and self.options.drop_expired and expired((now_s - job.arrived_s) * 1000, job.request.gen_len,
+                                                                      job.session.settings.bpm):  # a rebuild is never skipped
                 job.answer(InferResponse(status="expired", request_tick=job.request.request_tick,
                                          queue_ms=(now_s - job.arrived_s) * 1000))
             elif len(live) < room:
@@ -350,7 +352,6 @@ class SessionCore:
         """Answer one request the engine ran (started at ``started_s``, ``server_ms`` of
         engine time): its frames, or an ApiError that also forgets its session."""
         self.in_flight.discard(id(job.session))
-        self.recent_ms.append(server_ms)
         if isinstance(result, ApiError):
             # The engine state may be half-updated: forget the session, so the
             # client's next request re-sends its context (404 unknown_session).

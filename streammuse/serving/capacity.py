@@ -95,14 +95,22 @@ class RayLimits(NamedTuple):
     target_ongoing_requests: float
 
 
+# Requests a replica answers without its engine (creates, refusals, deletes, probes) that
+# may be in it at once: a burst of new musicians must reach the replica and get its 503
+# "overloaded" (with Retry-After), not make Ray's proxy refuse everyone's requests alike,
+# the admitted sessions' too (measured: with room for 2, the one admitted session of 16
+# offered got 1 answer in 160 requests, 2026-11-29 18:50 UTC).
+ROOM_WITHOUT_ENGINE = 32
+
+
 def ray_limits(sessions: int) -> RayLimits:
     """From B* (N): superseding keeps at most two requests of a session in a replica (one
-    in the running batch, one waiting), so ``max_ongoing_requests = 2 N + 2`` (2 for
-    creates, deletes, probes); past it the proxy queues at most one request per session
+    in the running batch, one waiting), so ``max_ongoing_requests = 2 N +
+    ROOM_WITHOUT_ENGINE``; past it the proxy queues at most one request per session
     (``max_queued_requests = N``; beyond, Ray answers 503 at once instead of holding
     requests nothing can supersede); autoscaling adds a replica when the replicas average
     more than rho N requests in flight (a session has about one in flight at a time)."""
-    return RayLimits(2 * sessions + 2, sessions, float(max(1, math.floor(UTILISATION * sessions))))
+    return RayLimits(2 * sessions + ROOM_WITHOUT_ENGINE, sessions, float(max(1, math.floor(UTILISATION * sessions))))
 
 
 def _wire_melody(first: int, ticks: int) -> list:
@@ -110,19 +118,22 @@ def _wire_melody(first: int, ticks: int) -> list:
     return [[[60 + (t * 5) % 12, 1]] for t in range(first, first + ticks)]
 
 
-def measure_step_ms(engine, plan: Plan, sizes: list[int], history: int = 64, repeats: int = 3) -> dict[int, float]:
+def measure_step_ms(engine, plan: Plan, sizes: list[int], history: int | None = None, repeats: int = 3) -> dict[int, float]:
     """T(B) in ms (median of ``repeats`` after one warm-up) for each B in ``sizes``, in
     order: B sessions, warmed with ``history`` ticks, each send their request for the
     same tick through the replica's own app (``create_app`` over a ``RealtimeDriver``:
     request parsing and validation, the session core and batcher, the engine, the JSON
     answer), and T(B) is the time until the last of the B answers. Only the HTTP hop in
     front of the app (Ray's proxy, uvicorn) is left out. Stops after the first B over the
-    plan's budget (larger batches only take longer)."""
+    plan's budget (larger batches only take longer). ``history`` None: the engine's
+    ``steady_context_ticks`` (a step on a short fresh context is cheaper than a minute
+    into a song)."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
     # A loop of its own, in a thread: the caller may be inside a running loop (a replica).
     with ThreadPoolExecutor(1) as pool:
+        history = engine.steady_context_ticks if history is None else history
         return pool.submit(asyncio.run, _measure_through_app(engine, plan, sizes, history, repeats)).result()
 
 
@@ -135,7 +146,9 @@ async def _measure_through_app(engine, plan: Plan, sizes: list[int], history: in
     from streammuse.core.sessions import CoreOptions, SessionCore
     from streammuse.serving.app import create_app
 
-    core = SessionCore(engine, CoreOptions(max_sessions=max(sizes), max_batch_size=max(sizes), max_sessions_per_client=0))
+    # It times compute: no musician waits on these requests, so none is dropped as expired.
+    core = SessionCore(engine, CoreOptions(max_sessions=max(sizes), max_batch_size=max(sizes), max_sessions_per_client=0,
+                                           drop_expired=False))
     table: dict[int, float] = {}
     transport = httpx.ASGITransport(app=create_app(RealtimeDriver(core)))
     async with httpx.AsyncClient(transport=transport, base_url="http://replica", timeout=600.0) as http:

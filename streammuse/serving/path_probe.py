@@ -9,7 +9,14 @@ played 0 % of their ticks (README, overload). So once the deployment is up, ``se
 offers it real sessions (:func:`offer`) and keeps the largest count whose every session
 plays at least ``MIN_TICK_SHARE`` of its ticks (:func:`sessions_through_path`).
 
-A session here is the paper's client reduced to its timing: one request per I ticks,
+A session here enters with the history of a session a minute into a song (sent as a
+re-sent context: a step on a long context costs more than on a fresh session's short
+one; measured: 3 sessions played every tick for 5 s fresh and 71 % over 20 s): between
+the engine's ``steady_context_ticks`` and its ``window_ticks`` (``GET /v1/model``),
+staggered over the sessions, so that each session's window slides (a costly rebuild of
+its cache, every W/8 ticks) once during the offer and at its own moment, as in sessions
+that started at different times. Then it is the paper's client
+reduced to its timing: one request per I ticks,
 sent at the onset of tick s-1 without waiting for earlier answers (the server supersedes
 stale ones), carrying the newest melody frames; tick t counts as *played* when an answer
 covering it (s .. s+GL-1) arrived before its onset. ``bench/overload.py`` offers its
@@ -29,7 +36,11 @@ import numpy as np
 from streammuse.contract import tau_ms
 
 MIN_TICK_SHARE = 0.99  # every admitted session must play this share of its ticks
-PROBE_SECONDS = 4.0  # how long each count is offered
+# Ticks of the probe's first second are not judged: a session's first requests pay for its
+# state (over a song, one cold tick is noise; in an 11 s probe it would be 1 %). Each count is then
+# offered until every session's window has slid once (module docstring), plus a bar.
+WARMUP_S = 1.0
+MARGIN_TICKS = 16
 
 
 @dataclass
@@ -45,6 +56,7 @@ class ProbeSession:
     refused_ms: float | None = None  # latency of the first 503 / 429
     statuses: dict[str, int] = field(default_factory=dict)
     ticks: int = 0
+    context_ticks: int = 0  # H: the session enters with H ticks of history (song tick H + t is probe tick t)
 
     @property
     def admitted(self) -> bool:
@@ -54,24 +66,45 @@ class ProbeSession:
     @property
     def tick_share(self) -> float:
         """Share of ticks 1 .. ticks an answer covered in time."""
-        return len([t for t in self.covered if 1 <= t <= self.ticks]) / max(1, self.ticks)
+        return self.share_from(1)
 
-    async def _one(self, http: httpx.AsyncClient, s: int, start: float) -> None:
-        body = {"request_tick": s, "gen_len": self.gen_len, "melody_start": max(0, s - self.interval),
-                "melody": [[[60 + t % 12, 1]] for t in range(max(0, s - self.interval), s)]}
+    def share_from(self, first: int) -> float:
+        """Share of ticks ``first`` .. ticks an answer covered in time."""
+        return len([t for t in self.covered if first <= t <= self.ticks]) / max(1, self.ticks - first + 1)
+
+    async def _post(self, http: httpx.AsyncClient, body: dict) -> tuple[str | None, float]:
+        """One infer request: (its status, or None when refused or failed; when it came back)."""
         sent = time.perf_counter()
         try:
             r = await http.post(f"/v1/sessions/{self.sid}/infer", json=body, headers={"x-session-id": self.sid})
         except httpx.HTTPError:
             self.statuses["failed"] = self.statuses.get("failed", 0) + 1
-            return
+            return None, time.perf_counter()
         arrived = time.perf_counter()
+        status = r.json().get("status") if r.status_code == 200 else f"{r.status_code} {_code(r)}"
+        self.statuses[status] = self.statuses.get(status, 0) + 1
         if r.status_code in (429, 503):
             self.refused_ms = self.refused_ms if self.refused_ms is not None else (arrived - sent) * 1000
-            return
+            return None, arrived
         self.waits_ms.append((arrived - sent) * 1000)
-        status = r.json().get("status", str(r.status_code)) if r.status_code == 200 else str(r.status_code)
-        self.statuses[status] = self.statuses.get(status, 0) + 1
+        return status, arrived
+
+    async def enter(self, http: httpx.AsyncClient) -> None:
+        """Send the session's H ticks of history (a context, as a client re-sends it) and
+        wait for the answer: the timed requests then run at the full context window, as
+        a minute into a song, not on a short fresh context (cheaper per step)."""
+        h = self.context_ticks
+        if h > 0:
+            context = {"melody": [[[60 + t % 12, 1]] for t in range(h)],
+                       "accompaniment": [[[48 + t % 12, 2], [55 + t % 12, 2]] for t in range(h)]}
+            await self._post(http, {"request_tick": h, "gen_len": 1, "context": context})
+            self.waits_ms.clear()  # the rebuild is not a timed request
+
+    async def _one(self, http: httpx.AsyncClient, s: int, start: float) -> None:
+        h, first = self.context_ticks, max(0, s - self.interval)
+        body = {"request_tick": h + s, "gen_len": self.gen_len, "melody_start": h + first,
+                "melody": [[[60 + (h + t) % 12, 1]] for t in range(first, s)]}
+        status, arrived = await self._post(http, body)
         if status == "ok":  # tick t starts at start + t tau: played if the answer came before
             self.covered.update(t for t in range(s, s + self.gen_len) if arrived <= start + t * self.tau_s)
 
@@ -86,6 +119,14 @@ class ProbeSession:
         await asyncio.gather(*tasks)
 
 
+def _code(response: httpx.Response) -> str:
+    """The error body's ``code`` (ours), else ``-`` (e.g. Ray's proxy refusing on its own)."""
+    try:
+        return str(response.json().get("code", "-"))
+    except ValueError:
+        return "-"
+
+
 def _client(url: str, timeout_s: float, token: str | None) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
     headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -96,18 +137,28 @@ def _client(url: str, timeout_s: float, token: str | None) -> httpx.AsyncClient:
 
 
 def offer(url: str, n: int, seconds: float, bpm: float = 120.0, interval: int = 1, gen_len: int = 3,
-          token: str | None = None, timeout_s: float = 30.0) -> list[ProbeSession]:
-    """Open ``n`` sessions at once at ``url`` (``http://`` or ``unix://``) and play them
-    for ``seconds`` (module docstring); each session is closed afterwards."""
+          token: str | None = None, timeout_s: float = 30.0, context_ticks: int | None = None) -> list[ProbeSession]:
+    """Open ``n`` sessions at once at ``url`` (``http://`` or ``unix://``), give each
+    ``context_ticks`` of history (None: staggered histories of sessions a minute into a
+    song, module docstring), then play them for ``seconds``; each session is closed
+    afterwards."""
 
     async def go() -> list[ProbeSession]:
         async with _client(url, timeout_s, token) as http:
+            if context_ticks is None:
+                info = (await http.get("/v1/model")).json()
+                low, high = info["context_ticks"], info["window_ticks"]
+                histories = [low + k * (high - low) // n for k in range(n)]
+            else:
+                histories = [context_ticks] * n
             sids = []
             for k in range(n):
                 r = await http.post("/v1/sessions", json={"seed": k, "bpm": bpm})
                 r.raise_for_status()
                 sids.append(r.json()["session_id"])
-            sessions = [ProbeSession(sid, interval, gen_len, tau_ms(bpm) / 1000) for sid in sids]
+            sessions = [ProbeSession(sid, interval, gen_len, tau_ms(bpm) / 1000, context_ticks=h)
+                        for sid, h in zip(sids, histories)]
+            await asyncio.gather(*(p.enter(http) for p in sessions))
             start = time.perf_counter() + 0.5
             await asyncio.gather(*(p.run(http, start, seconds) for p in sessions))
             for sid in sids:
@@ -117,10 +168,10 @@ def offer(url: str, n: int, seconds: float, bpm: float = 120.0, interval: int = 
     return asyncio.run(go())
 
 
-def plays_in_real_time(sessions: list[ProbeSession]) -> bool:
-    """Every admitted session played at least ``MIN_TICK_SHARE`` of its ticks."""
+def plays_in_real_time(sessions: list[ProbeSession], first_tick: int = 1) -> bool:
+    """Every admitted session played at least ``MIN_TICK_SHARE`` of its ticks from ``first_tick`` on."""
     admitted = [p for p in sessions if p.admitted]
-    return bool(admitted) and min(p.tick_share for p in admitted) >= MIN_TICK_SHARE
+    return bool(admitted) and min(p.share_from(first_tick) for p in admitted) >= MIN_TICK_SHARE
 
 
 def sessions_through_path(fits: Callable[[int], bool], upper: int) -> tuple[int, dict[int, bool]]:
@@ -138,20 +189,35 @@ def sessions_through_path(fits: Callable[[int], bool], upper: int) -> tuple[int,
     return max(1, good), tried
 
 
+def probe_seconds(url: str, bpm: float, token: str | None = None) -> float:
+    """How long each count is offered: the warm-up, then until every session's window
+    has slid once (``window_ticks - context_ticks`` ticks), plus ``MARGIN_TICKS``."""
+
+    async def info() -> dict:
+        async with _client(url, 10.0, token) as http:
+            return (await http.get("/v1/model")).json()
+
+    model = asyncio.run(info())
+    return WARMUP_S + (model["window_ticks"] - model["context_ticks"] + MARGIN_TICKS) * tau_ms(bpm) / 1000
+
+
 def size_through_path(url: str, plan, upper: int, on_try: Callable[[int, dict], None] | None = None,
-                      token: str | None = None, seconds: float = PROBE_SECONDS) -> int:
+                      token: str | None = None, seconds: float | None = None) -> int:
     """The sessions a running deployment carries in real time at ``plan``
     (``capacity.Plan``): :func:`sessions_through_path` over :func:`offer`, at most
-    ``upper`` (the app-path figure). ``on_try(n, summary)`` is told each count's figures."""
+    ``upper`` (the app-path figure), each count offered ``seconds`` (None:
+    :func:`probe_seconds`). ``on_try(n, summary)`` is told each count's figures."""
     deadline_s = plan.gen_len * tau_ms(plan.bpm) / 1000
+    seconds = probe_seconds(url, plan.bpm, token) if seconds is None else seconds
 
     def fits(n: int) -> bool:
         sessions = offer(url, n, seconds, plan.bpm, plan.interval, plan.gen_len, token=token,
                          timeout_s=2 * deadline_s + 2.0)  # later answers play nothing anyway
+        first_tick = 1 + int(WARMUP_S * 1000 / tau_ms(plan.bpm))
         if on_try is not None:
-            on_try(n, summary(sessions))
+            on_try(n, summary(sessions, first_tick))
         _drain(url, token)
-        return plays_in_real_time(sessions)
+        return plays_in_real_time(sessions, first_tick)
 
     return sessions_through_path(fits, upper)[0]
 
@@ -175,11 +241,12 @@ def _drain(url: str, token: str | None, quiet_ms: float = 200.0, timeout_s: floa
     asyncio.run(go())
 
 
-def summary(sessions: list[ProbeSession]) -> dict:
-    """Figures of one offer: admitted / refused, tick shares, waits, refusal latency."""
+def summary(sessions: list[ProbeSession], first_tick: int = 1) -> dict:
+    """Figures of one offer: admitted / refused, tick shares (from ``first_tick``), waits,
+    refusal latency, answers by status."""
     admitted = [p for p in sessions if p.admitted]
     refused = [p for p in sessions if not p.admitted]
-    shares = [p.tick_share for p in admitted]
+    shares = [p.share_from(first_tick) for p in admitted]
     waits = np.concatenate([p.waits_ms for p in admitted if p.waits_ms] or [np.zeros(1)])
     statuses: dict[str, int] = {}
     for p in admitted:
