@@ -56,6 +56,19 @@ class StreamMuseConfig(PretrainedConfig):
         self.residual_dropout = residual_dropout
         super().__init__(**kwargs)
 
+    @property
+    def window_ticks(self) -> int:
+        """W / 2: the most history a session's cache holds before its window slides."""
+        return self.max_frames // 2
+
+    @property
+    def steady_context_ticks(self) -> int:
+        """The history a long session's cache holds right after its window slides (the
+        engine keeps the last W - W/4 rows): (W - W/4) / 2 ticks, growing to W / 2 until the
+        next slide. A request costs about this much a minute into a song (capacity is
+        measured here)."""
+        return (self.max_frames - self.max_frames // 4) // 2
+
     def stack_config(self, layers: int, max_positions: int) -> LlamaConfig:
         """The Llama config of one module (its token embedding is unused: we feed inputs_embeds)."""
         return LlamaConfig(

@@ -88,19 +88,6 @@ class StreamingEngine:
         torch.manual_seed(seed)
         return cls(StreamMuseModel(cfg), device, model_id=f"random-{seed}")
 
-    @property
-    def window_ticks(self) -> int:
-        """W / 2: the most history a session's cache holds before its window slides."""
-        return self.config.max_frames // 2
-
-    @property
-    def steady_context_ticks(self) -> int:
-        """The history a long session's cache holds right after its window slides,
-        (W - W/4) / 2 ticks; it then grows to W/2 until the next slide. A request costs
-        about this much a minute into a song (capacity is measured here)."""
-        w = self.config.max_frames
-        return (w - w // 4) // 2
-
     def new_session(self, sampling: Sampling | None = None) -> SessionState:
         """A fresh session: no melody, no accompaniment, an empty cache.
 

@@ -223,8 +223,8 @@ def create_app(driver=None, token: str | None = None) -> FastAPI:
         driver = _state(request, "driver")
         engine = driver.engine
         return {"model_id": engine.model_id, "max_gen_len": MAX_GEN_LEN, "device": str(engine.device),
-                "max_sessions": driver.core.options.max_sessions, "context_ticks": engine.steady_context_ticks,
-                "window_ticks": engine.window_ticks}
+                "max_sessions": driver.core.options.max_sessions, "context_ticks": engine.config.steady_context_ticks,
+                "window_ticks": engine.config.window_ticks}
 
     @app.post("/v1/sessions", dependencies=auth, responses=_ERRORS)
     async def create_session(body: CreateSessionRequest, request: Request) -> CreateSessionResponse:

@@ -125,7 +125,7 @@ def measure_step_ms(engine, plan: Plan, sizes: list[int], history: int | None = 
     request parsing and validation, the session core and batcher, the engine, the JSON
     answer), and T(B) is the time until the last of the B answers. Only the HTTP hop in
     front of the app (Ray's proxy, uvicorn) is left out. Stops after the first B over the
-    plan's budget (larger batches only take longer). ``history`` None: the engine's
+    plan's budget (larger batches only take longer). ``history`` None: the model's
     ``steady_context_ticks`` (a step on a short fresh context is cheaper than a minute
     into a song)."""
     import asyncio
@@ -133,7 +133,7 @@ def measure_step_ms(engine, plan: Plan, sizes: list[int], history: int | None = 
 
     # A loop of its own, in a thread: the caller may be inside a running loop (a replica).
     with ThreadPoolExecutor(1) as pool:
-        history = engine.steady_context_ticks if history is None else history
+        history = engine.config.steady_context_ticks if history is None else history
         return pool.submit(asyncio.run, _measure_through_app(engine, plan, sizes, history, repeats)).result()
 
 

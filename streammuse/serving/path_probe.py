@@ -12,7 +12,7 @@ plays at least ``MIN_TICK_SHARE`` of its ticks (:func:`sessions_through_path`).
 A session here enters with the history of a session a minute into a song (sent as a
 re-sent context: a step on a long context costs more than on a fresh session's short
 one; measured: 3 sessions played every tick for 5 s fresh and 71 % over 20 s): between
-the engine's ``steady_context_ticks`` and its ``window_ticks`` (``GET /v1/model``),
+the model's ``steady_context_ticks`` and its ``window_ticks`` (``GET /v1/model``),
 staggered over the sessions, so that each session's window slides (a costly rebuild of
 its cache, every W/8 ticks) once during the offer and at its own moment, as in sessions
 that started at different times. Then it is the paper's client
