@@ -15,11 +15,10 @@ one; measured: 3 sessions played every tick for 5 s fresh and 71 % over 20 s): b
 the model's ``steady_context_ticks`` and its ``window_ticks`` (``GET /v1/model``),
 staggered over the sessions, so that each session's window slides (a costly rebuild of
 its cache, every W/8 ticks) once during the offer and at its own moment, as in sessions
-that started at different times. Then it is the paper's client
-reduced to its timing: one request per I ticks,
-sent at the onset of tick s-1 without waiting for earlier answers (the server supersedes
-stale ones), carrying the newest melody frames; tick t counts as *played* when an answer
-covering it (s .. s+GL-1) arrived before its onset. ``bench/overload.py`` offers its
+that started at different times. Then it is the paper's client reduced to its timing:
+one request per I ticks, sent at the onset of tick s-1 without waiting for earlier
+answers (the server supersedes stale ones), carrying the newest melody frames; tick t
+counts as *played* when an answer covering it (s .. s+GL-1) arrived before its onset. ``bench/overload.py`` offers its
 sessions through the same :func:`offer`.
 """
 
@@ -37,8 +36,8 @@ from streammuse.contract import tau_ms
 
 MIN_TICK_SHARE = 0.99  # every admitted session must play this share of its ticks
 # Ticks of the probe's first second are not judged: a session's first requests pay for its
-# state (over a song, one cold tick is noise; in an 11 s probe it would be 1 %). Each count is then
-# offered until every session's window has slid once (module docstring), plus a bar.
+# state (over a song one cold tick is noise; in an 11 s probe it is 1 %). Each count is
+# then offered until every session's window has slid once (module docstring), plus a bar.
 WARMUP_S = 1.0
 MARGIN_TICKS = 16
 
