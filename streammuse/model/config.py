@@ -62,12 +62,17 @@ class StreamMuseConfig(PretrainedConfig):
         return self.max_frames // 2
 
     @property
+    def rows_kept_on_slide(self) -> int:
+        """W - W/4: when a session's cache would pass W rows, the engine rebuilds it from
+        this many latest rows (so a slide comes every W/4 rows)."""
+        return self.max_frames - self.max_frames // 4
+
+    @property
     def steady_context_ticks(self) -> int:
-        """The history a long session's cache holds right after its window slides (the
-        engine keeps the last W - W/4 rows): (W - W/4) / 2 ticks, growing to W / 2 until the
-        next slide. A request costs about this much a minute into a song (capacity is
-        measured here)."""
-        return (self.max_frames - self.max_frames // 4) // 2
+        """The history a long session's cache holds right after its window slides,
+        (W - W/4) / 2 ticks, growing to W / 2 until the next slide. A request costs about
+        this much a minute into a song (capacity is measured here)."""
+        return self.rows_kept_on_slide // 2
 
     def stack_config(self, layers: int, max_positions: int) -> LlamaConfig:
         """The Llama config of one module (its token embedding is unused: we feed inputs_embeds)."""

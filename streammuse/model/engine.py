@@ -253,8 +253,7 @@ class StreamingEngine:
         w = self.config.max_frames
         end = 2 * s + 2 * gl - 2  # rows in the cache once this request is generated
         if not state.live or end - state.win_start > w or 2 * s < state.win_start:
-            slack = w // 4
-            win = max(0, end - (w - slack))
+            win = max(0, end - self.config.rows_kept_on_slide)
             self._reset_cache(state, win + (win % 2))
         first_tick = state.win_start // 2  # win_start is even: row 2t is A[t]
         desired = interleave(state.melody[first_tick:s], state.accompaniment[first_tick:s])

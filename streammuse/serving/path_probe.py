@@ -18,8 +18,8 @@ its cache, every W/8 ticks) once during the offer and at its own moment, as in s
 that started at different times. Then it is the paper's client reduced to its timing:
 one request per I ticks, sent at the onset of tick s-1 without waiting for earlier
 answers (the server supersedes stale ones), carrying the newest melody frames; tick t
-counts as *played* when an answer covering it (s .. s+GL-1) arrived before its onset. ``bench/overload.py`` offers its
-sessions through the same :func:`offer`.
+counts as *played* when an answer covering it (s .. s+GL-1) arrived before its onset.
+``bench/overload.py`` offers its sessions through the same :func:`offer`.
 """
 
 from __future__ import annotations
