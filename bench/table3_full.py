@@ -7,6 +7,7 @@ scores its run, longest first; then the report.
     .venv/bin/python bench/table3_full.py --out runs/table3-full                # seed 0
     .venv/bin/python bench/table3_full.py --out runs/table3-full --seeds 0,1,2  # three seeds + spread
     .venv/bin/python bench/table3_full.py --out runs/table3-full --ray-address ray://head:10001
+    PYTHONPATH=. python bench/table3_full.py --out runs/t3-gpu --device cuda --workers 16  # a GPU box without Ray
 
 Each seed's runs go to ``OUT/seed-N``. Interrupted: run the same command again (a
 configuration whose run folder is complete is not run again). With more than one seed
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 from streammuse.experiment.config import PAPER_SWEEP, ReplayConfig
-from streammuse.experiment.sweep import run_sweep_on_ray
+from streammuse.experiment.sweep import run_sweep_in_processes, run_sweep_on_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ("local", "local-server", "remote")
@@ -69,6 +70,9 @@ def main() -> None:
     ap.add_argument("--ray-address", default=None, help="a Ray cluster; default: a local Ray instance")
     ap.add_argument("--songs", type=int, default=0, help="the first N songs (a smoke run); 0: all 64")
     ap.add_argument("--max-bars", type=int, default=0, help="crop to B bars (a smoke run); 0: whole songs")
+    ap.add_argument("--workers", type=int, default=0, help="N worker processes here instead of Ray tasks")
+    ap.add_argument("--device", default="cpu", help="the engines' device with --workers (cuda: they share the GPU)")
+    ap.add_argument("--no-cuda-graphs", action="store_true", help="with --device cuda: the eager step")
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")]
     configs = [c for seed in seeds for c in configurations(args.out, seed, args.songs or None, args.max_bars or None)]
@@ -77,11 +81,16 @@ def main() -> None:
     def done(cfg: ReplayConfig, path: Path) -> None:
         print(f"[{(time.monotonic() - started) / 60:6.1f} min] {path}", flush=True)
 
-    run_sweep_on_ray(configs, n_songs=args.songs or 64, ray_address=args.ray_address, on_done=done, evaluate=True)
+    n_songs = args.songs or 64
+    if args.workers:
+        run_sweep_in_processes(configs, n_songs, args.workers, device=args.device,
+                               cuda_graphs=not args.no_cuda_graphs, on_done=done, evaluate=True)
+    else:
+        run_sweep_on_ray(configs, n_songs=n_songs, ray_address=args.ray_address, on_done=done, evaluate=True)
     print(f"all {len(configs)} configurations in {(time.monotonic() - started) / 60:.1f} min", flush=True)
-    streammuse = Path(sys.executable).parent / "streammuse"
     for seed in seeds:
-        subprocess.run([str(streammuse), "report", str(args.out / f"seed-{seed}"), "--format", "markdown"], check=True)
+        subprocess.run([sys.executable, "-m", "streammuse", "report", str(args.out / f"seed-{seed}"),
+                        "--format", "markdown"], check=True)
     if len(seeds) > 1:
         table = spread(args.out, seeds)
         (args.out / "spread.md").write_text(table + "\n")

@@ -8,6 +8,7 @@ import pytest
 from streammuse.client.latency import load_profile
 from streammuse.experiment import replay as rp
 from streammuse.experiment.config import ReplayConfig
+from streammuse.errors import StreamMuseError
 from streammuse.experiment.runs import RunWriter
 
 TESTSET = Path(__file__).resolve().parents[1] / "testset"
@@ -195,6 +196,33 @@ def test_a_two_configuration_sweep_runs_as_ray_tasks(tmp_path):
         local = _run(_cfg(tmp_path / "here", interval=cfg.interval, gen_len=cfg.gen_len), here)
         for got, want in zip(_tables(path), _tables(local)):
             pd.testing.assert_frame_equal(got, want)
+
+
+def test_a_sweep_in_worker_processes_equals_this_process_and_resumes(tmp_path):
+    """The sweep without Ray (a GPU box has none): the same task body in spawned worker
+    processes; the run folders equal the same configurations run here, the manifest says
+    where the engine ran, and a second call resumes instead of running them again."""
+    import json
+
+    from streammuse.experiment.sweep import run_sweep_in_processes
+    from streammuse.model.engine import StreamingEngine
+
+    configs = [_cfg(tmp_path / "procs", interval=i, gen_len=gl, resume=True) for i, gl in ((1, 3), (2, 5))]
+    seen: list[str] = []
+    paths = run_sweep_in_processes(configs, n_songs=1, workers=2, random_weights=True,
+                                   on_done=lambda cfg, path: seen.append(path.name))
+    assert sorted(p.name.split("-", 3)[-1] for p in paths) == ["remote-I1-GL3", "remote-I2-GL5"]
+    assert json.loads((paths[0] / "manifest.json").read_text())["engine_device"] == "cpu float32"
+    here = StreamingEngine.random("tiny", seed=3)
+    for cfg, path in zip(configs, paths):
+        local = _run(_cfg(tmp_path / "here", interval=cfg.interval, gen_len=cfg.gen_len), here)
+        for got, want in zip(_tables(path), _tables(local)):
+            pd.testing.assert_frame_equal(got, want)
+    mtimes = [(p / "manifest.json").stat().st_mtime for p in paths]
+    assert run_sweep_in_processes(configs, n_songs=1, workers=2, random_weights=True) == paths  # resumed: none ran
+    assert [(p / "manifest.json").stat().st_mtime for p in paths] == mtimes
+    with pytest.raises(StreamMuseError, match="--workers"):
+        run_sweep_in_processes(configs, n_songs=1, workers=0)
 
 
 def test_a_song_that_cannot_start_fails_alone_and_resume_plays_it(tmp_path, engine, monkeypatch):

@@ -184,6 +184,8 @@ def run_pair(cfg: ReplayConfig, songs: list[Song], profile: LatencyProfile, engi
     picks): offline (``engine``), sim clock (``engine``) or wall clock (``transport``).
     Returns the folder and the wall clock's tick lateness."""
     writer = writer or open_run(cfg, profile, songs, model_id)
+    if hasattr(engine, "device_label"):  # sim and offline: the numbers depend on where the model ran
+        writer.add_to_manifest({"engine_device": engine.device_label})
     if cfg.setting == "offline":
         replay_offline(cfg, engine, songs, writer, progress)
         return writer.path, []

@@ -71,22 +71,31 @@ class StreamingEngine:
             self._graphs = GraphedStep(self.model.global_predictor, self.slots)
         self._lock = threading.Lock()
 
+    @property
+    def device_label(self) -> str:
+        """Where the model runs, for a run's manifest: e.g. ``cpu float32``, ``cuda NVIDIA H200 bfloat16``."""
+        dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        if self.device.type == "cuda":
+            return f"cuda {torch.cuda.get_device_name(self.device)} {dtype}{'' if self._graphs is None else ' graphs'}"
+        return f"{self.device.type} {dtype}"
+
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu") -> "StreamingEngine":
+    def load(cls, path: str | Path | None = None, device: str = "cpu", cuda_graphs: bool = True) -> "StreamingEngine":
         """The engine over the checkpoint folder ``path`` (None: the shipped ``tiny``)."""
         model = load_model(path)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise StreamMuseError(f"device {device!r} asked for, but no CUDA GPU is available")
         folder = Path(path) if path is not None else SHIPPED_CHECKPOINT
-        return cls(model, device, model_id=f"{folder.name}-{weights_digest(folder)}")
+        return cls(model, device, model_id=f"{folder.name}-{weights_digest(folder)}", cuda_graphs=cuda_graphs)
 
     @classmethod
-    def random(cls, config: str | StreamMuseConfig = "tiny", seed: int = 0, device: str = "cpu") -> "StreamingEngine":
+    def random(cls, config: str | StreamMuseConfig = "tiny", seed: int = 0, device: str = "cpu",
+               cuda_graphs: bool = True) -> "StreamingEngine":
         """An engine over random weights (tests, benchmarks of speed alone)."""
         cfg = preset(config) if isinstance(config, str) else config
         torch.manual_seed(seed)
-        return cls(StreamMuseModel(cfg), device, model_id=f"random-{seed}")
+        return cls(StreamMuseModel(cfg), device, model_id=f"random-{seed}", cuda_graphs=cuda_graphs)
 
     def new_session(self, sampling: Sampling | None = None) -> SessionState:
         """A fresh session: no melody, no accompaniment, an empty cache.
