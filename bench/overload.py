@@ -12,6 +12,8 @@ it arrived before its onset). Prints one JSON object:
 * admitted sessions: their share of ticks played (min, median), the longest wait for an
   answer (ms) and its p95, the answers' statuses (``expired``: dropped unanswered by the
   replica, core/deadlines.py);
+* the same from the end of the sizing's 1 s warm-up on (``after_warmup``: the first
+  second is when the 16 sessions are created and refused at once);
 * refused sessions: how many, and the latency of their 503 (max, ms);
 * replica memory (RSS, MB) before the load and after it.
 
@@ -44,7 +46,7 @@ def replica_rss_mb() -> float:
 def main() -> None:
     from streammuse.cli.serve import start_sized
     from streammuse.serving.app import DeployOptions
-    from streammuse.serving.path_probe import offer, summary
+    from streammuse.serving.path_probe import WARMUP_S, offer, summary
     from streammuse.serving.raylocal import stop_local
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,7 +61,10 @@ def main() -> None:
     try:
         capacity = httpx.get(f"{url}/v1/model", timeout=30).json()["max_sessions"]
         before = replica_rss_mb()
-        figures = summary(offer(url, args.sessions, args.seconds, BPM, 1, GEN_LEN))
+        sessions = offer(url, args.sessions, args.seconds, BPM, 1, GEN_LEN)
+        figures = summary(sessions)  # every tick and request, from the first
+        warm = summary(sessions, first_tick=1 + int(WARMUP_S * 1000 / tau_ms(BPM)))
+        figures["after_warmup"] = {k: warm[k] for k in ("tick_share_min", "wait_max_ms", "wait_p95_ms")}
         after = replica_rss_mb()
     finally:
         stop_local()

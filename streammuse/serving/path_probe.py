@@ -51,6 +51,7 @@ class ProbeSession:
     gen_len: int
     tau_s: float
     waits_ms: list[float] = field(default_factory=list)
+    wait_ticks: list[int] = field(default_factory=list)  # the request tick s of each wait
     covered: set[int] = field(default_factory=set)
     refused_ms: float | None = None  # latency of the first 503 / 429
     statuses: dict[str, int] = field(default_factory=dict)
@@ -98,12 +99,15 @@ class ProbeSession:
                        "accompaniment": [[[48 + t % 12, 2], [55 + t % 12, 2]] for t in range(h)]}
             await self._post(http, {"request_tick": h, "gen_len": 1, "context": context})
             self.waits_ms.clear()  # the rebuild is not a timed request
+            self.wait_ticks.clear()
 
     async def _one(self, http: httpx.AsyncClient, s: int, start: float) -> None:
         h, first = self.context_ticks, max(0, s - self.interval)
         body = {"request_tick": h + s, "gen_len": self.gen_len, "melody_start": h + first,
                 "melody": [[[60 + (h + t) % 12, 1]] for t in range(first, s)]}
         status, arrived = await self._post(http, body)
+        if status is not None:
+            self.wait_ticks.append(s)
         if status == "ok":  # tick t starts at start + t tau: played if the answer came before
             self.covered.update(t for t in range(s, s + self.gen_len) if arrived <= start + t * self.tau_s)
 
@@ -241,12 +245,12 @@ def _drain(url: str, token: str | None, quiet_ms: float = 200.0, timeout_s: floa
 
 
 def summary(sessions: list[ProbeSession], first_tick: int = 1) -> dict:
-    """Figures of one offer: admitted / refused, tick shares (from ``first_tick``), waits,
-    refusal latency, answers by status."""
+    """Figures of one offer: admitted / refused, tick shares and waits (both from
+    ``first_tick`` on), refusal latency, answers by status."""
     admitted = [p for p in sessions if p.admitted]
     refused = [p for p in sessions if not p.admitted]
     shares = [p.share_from(first_tick) for p in admitted]
-    waits = np.concatenate([p.waits_ms for p in admitted if p.waits_ms] or [np.zeros(1)])
+    waits = np.array([w for p in admitted for w, s in zip(p.waits_ms, p.wait_ticks) if s >= first_tick] or [0.0])
     statuses: dict[str, int] = {}
     for p in admitted:
         for k, v in p.statuses.items():
