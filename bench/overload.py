@@ -15,7 +15,8 @@ it arrived before its onset). Prints one JSON object:
 * the same from the end of the sizing's 1 s warm-up on (``after_warmup``: the first
   second is when the 16 sessions are created and refused at once);
 * refused sessions: how many, and the latency of their 503 (max, ms);
-* replica memory (RSS, MB) before the load and after it.
+* replica memory (RSS, MB) before the load, every tenth of the offer (does it level off?)
+  and after it.
 
 Run: ``PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python bench/overload.py --sessions 16 --seconds 20``
 """
@@ -24,12 +25,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 
 import httpx
 
 from streammuse.contract import tau_ms
 
 GEN_LEN, BPM = 3, 120.0
+
+
+def sample_rss(every_s: float, into: list[float], stop: threading.Event) -> None:
+    """Append the replica's RSS (MB) every ``every_s`` until ``stop`` is set."""
+    while not stop.wait(every_s):
+        into.append(round(replica_rss_mb()))
 
 
 def replica_rss_mb() -> float:
@@ -60,8 +68,12 @@ def main() -> None:
     url = start_sized(options, None, "127.0.0.1")
     try:
         capacity = httpx.get(f"{url}/v1/model", timeout=30).json()["max_sessions"]
-        before = replica_rss_mb()
+        before, during, stop = replica_rss_mb(), [], threading.Event()
+        sampler = threading.Thread(target=sample_rss, args=(args.seconds / 10, during, stop), daemon=True)
+        sampler.start()
         sessions = offer(url, args.sessions, args.seconds, BPM, 1, GEN_LEN)
+        stop.set()
+        sampler.join()
         figures = summary(sessions)  # every tick and request, from the first
         warm = summary(sessions, first_tick=1 + int(WARMUP_S * 1000 / tau_ms(BPM)))
         figures["after_warmup"] = {k: warm[k] for k in ("tick_share_min", "wait_max_ms", "wait_p95_ms")}
@@ -69,6 +81,7 @@ def main() -> None:
     finally:
         stop_local()
     print(json.dumps({"capacity": capacity, **figures, "rss_mb_before": round(before), "rss_mb_after": round(after),
+                      "rss_mb_during": during,
                       "tau_ms": tau_ms(BPM), "seconds": args.seconds}))
 
 
