@@ -8,7 +8,13 @@
 #   SEEDS=1,2 BUDGET_S=200 bash bench/gpu_table3.sh
 #   DEVICE=cpu PY=.venv/bin/python WORKERS=2 T3_ARGS="--songs 2 --max-bars 2" CAPACITY=0 bash bench/gpu_table3.sh  # CPU check
 #
-# Packages the box lacks travel as wheels in .whl/ (see docs/deploy.md's GPU notes).
+# Packages the box lacks travel as wheels in .whl/ (the device README says how to fetch
+# them): pydantic, pydantic_core, annotated_types, typing_inspection, typing_extensions,
+# pretty_midi, mido, importlib_resources to generate; to score there too, muspy and its
+# music21, miditoolkit, pypianoroll, frechet_music_distance and their small dependencies,
+# and transformers >= 5.24 (2026-11-29's box had 5.17, below the pin, and scoring failed
+# there). With everything the tree passes the device's 64 MiB: SCORE=0 generates only
+# (score here with `streammuse report runs/t3-gpu/seed-0` after unpacking).
 set -u
 OUT=${OUT:-runs/gpu-out}; mkdir -p "$OUT"
 SEEDS=${SEEDS:-0}; WORKERS=${WORKERS:-16}; BUDGET_S=${BUDGET_S:-420}; DEVICE=${DEVICE:-cuda}; PY=${PY:-python3}
@@ -38,8 +44,9 @@ PY
 done
 if [ "$GRAPHS" != failed ]; then
   log "table3 seeds $SEEDS workers $WORKERS $DEVICE ${GRAPHS:-graphs} budget ${BUDGET_S}s ${T3_ARGS:-}"
+  SCORING=""; [ "${SCORE:-1}" = 1 ] || SCORING=--no-evaluate
   timeout -k 5 "$BUDGET_S" $PY bench/table3_full.py --out runs/t3-gpu --seeds "$SEEDS" --workers "$WORKERS" \
-    --device "$DEVICE" $GRAPHS ${T3_ARGS:-} 2>&1 | grep -v "^|" | tee -a "$OUT/log.txt"
+    --device "$DEVICE" $GRAPHS $SCORING ${T3_ARGS:-} 2>&1 | grep -v "^|" | tee -a "$OUT/log.txt"
   log "table3 exit ${PIPESTATUS[0]}"
   pkill -f multiprocessing.spawn; sleep 1
 fi

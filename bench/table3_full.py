@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="N worker processes here instead of Ray tasks")
     ap.add_argument("--device", default="cpu", help="the engines' device with --workers (cuda: they share the GPU)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="with --device cuda: the eager step")
+    ap.add_argument("--no-evaluate", action="store_true", help="generate only; score later with `streammuse report`")
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")]
     configs = [c for seed in seeds for c in configurations(args.out, seed, args.songs or None, args.max_bars or None)]
@@ -84,10 +85,13 @@ def main() -> None:
     n_songs = args.songs or 64
     if args.workers:
         run_sweep_in_processes(configs, n_songs, args.workers, device=args.device,
-                               cuda_graphs=not args.no_cuda_graphs, on_done=done, evaluate=True)
+                               cuda_graphs=not args.no_cuda_graphs, on_done=done, evaluate=not args.no_evaluate)
     else:
-        run_sweep_on_ray(configs, n_songs=n_songs, ray_address=args.ray_address, on_done=done, evaluate=True)
+        run_sweep_on_ray(configs, n_songs=n_songs, ray_address=args.ray_address, on_done=done,
+                         evaluate=not args.no_evaluate)
     print(f"all {len(configs)} configurations in {(time.monotonic() - started) / 60:.1f} min", flush=True)
+    if args.no_evaluate:
+        return
     for seed in seeds:
         subprocess.run([sys.executable, "-m", "streammuse", "report", str(args.out / f"seed-{seed}"),
                         "--format", "markdown"], check=True)
