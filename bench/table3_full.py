@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from streammuse.experiment.config import PAPER_SWEEP, ReplayConfig
+from streammuse.experiment.config import PAPER_SWEEP, ReplayConfig, parse_sweep
 from streammuse.experiment.sweep import run_sweep_in_processes, run_sweep_on_ray
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,15 +32,18 @@ SETTINGS = ("local", "local-server", "remote")
 COLUMNS = ("jsd_pitch", "jsd_onset", "fmd", "cr", "ur", "nll_wavg", "isr", "staleness", "isr_w")
 
 
-def configurations(out: Path, seed: int, songs: int | None = None, max_bars: int | None = None) -> list[ReplayConfig]:
-    """Offline and the 24 sim configurations of one seed, longest first (the offline
-    baseline is one engine call per tick and song; a sim pair costs about (GL + 2) / I)."""
+def configurations(out: Path, seed: int, songs: int | None = None, max_bars: int | None = None,
+                   pairs=PAPER_SWEEP, settings=(*SETTINGS, "offline")) -> list[ReplayConfig]:
+    """Offline and the 24 sim configurations of one seed (or those of ``pairs`` and
+    ``settings``), longest first (the offline baseline is one engine call per tick and
+    song; a sim pair costs about (GL + 2) / I)."""
     base = dict(testset=ROOT / "testset", songs=songs, max_bars=max_bars, seed=seed, out=out / f"seed-{seed}",
                 resume=True)
     sims = [ReplayConfig(setting=s, clock="sim", servers="per-song", concurrency=64, interval=i, gen_len=gl, **base)
-            for i, gl in PAPER_SWEEP for s in SETTINGS]
+            for i, gl in pairs for s in SETTINGS if s in settings]
     sims.sort(key=lambda c: -(c.gen_len + 2) / c.interval)
-    return [ReplayConfig(setting="offline", interval=1, gen_len=1, **base), *sims]
+    offline = [ReplayConfig(setting="offline", interval=1, gen_len=1, **base)] if "offline" in settings else []
+    return [*offline, *sims]
 
 
 def spread(out: Path, seeds: list[int]) -> str:
@@ -70,13 +73,17 @@ def main() -> None:
     ap.add_argument("--ray-address", default=None, help="a Ray cluster; default: a local Ray instance")
     ap.add_argument("--songs", type=int, default=0, help="the first N songs (a smoke run); 0: all 64")
     ap.add_argument("--max-bars", type=int, default=0, help="crop to B bars (a smoke run); 0: whole songs")
+    ap.add_argument("--pairs", default="paper", help='(I, GL) pairs, e.g. "4,5 7,9"; default: the paper\'s 8')
+    ap.add_argument("--settings", default=",".join((*SETTINGS, "offline")), help="comma-separated; default: all four")
     ap.add_argument("--workers", type=int, default=0, help="N worker processes here instead of Ray tasks")
     ap.add_argument("--device", default="cpu", help="the engines' device with --workers (cuda: they share the GPU)")
     ap.add_argument("--no-cuda-graphs", action="store_true", help="with --device cuda: the eager step")
     ap.add_argument("--no-evaluate", action="store_true", help="generate only; score later with `streammuse report`")
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")]
-    configs = [c for seed in seeds for c in configurations(args.out, seed, args.songs or None, args.max_bars or None)]
+    settings = tuple(args.settings.split(","))
+    configs = [c for seed in seeds for c in configurations(args.out, seed, args.songs or None, args.max_bars or None,
+                                                           parse_sweep(args.pairs), settings)]
     started = time.monotonic()
 
     def done(cfg: ReplayConfig, path: Path) -> None:
