@@ -148,7 +148,8 @@ def _gather(configs: list[ReplayConfig], n_songs: int, submit: Callable[[ReplayC
             finished: Callable[[dict], Iterator[tuple[object, dict[str, bytes]]]],
             on_done: Callable[[ReplayConfig, Path], None] | None) -> list[Path]:
     """Submit every configuration not already done (``--resume``), write each run folder as
-    its task finishes (``finished`` yields ``(handle, files)``); the folders, in order."""
+    its task finishes (``finished`` yields ``(handle, files)`` while ``pending`` is not
+    empty; each yielded handle is popped from it here); the folders, in order."""
     paths: dict[int, Path] = {}
     pending: dict[object, int] = {}
     for k, cfg in enumerate(configs):
