@@ -12,7 +12,7 @@ from streammuse.datasets import vocab
 from streammuse.datasets.frames import empty_frames, interleave
 from streammuse.errors import StreamMuseError
 from streammuse.model.config import StreamMuseConfig
-from streammuse.model.engine import StreamingEngine, check_frames, generate_offline, generate_offline_batch
+from streammuse.model.engine import EngineRequest, StreamingEngine, check_frames, generate_offline, generate_offline_batch
 from streammuse.model.modeling import StreamMuseModel
 from streammuse.model.sampling import Sampling
 
@@ -68,7 +68,7 @@ def test_incremental_generation_with_rollback_equals_recompute(engine):
     with torch.inference_mode():
         parts = torch.arange(len(rows)) % 2
         vecs = engine.model.encode_frames(rows, parts)
-        full, _ = engine.model.global_step(torch.cat([engine.model.bos_embeds(1)[0], vecs]).unsqueeze(0))
+        full = engine.model.global_step(torch.cat([engine.model.bos_embeds(1)[0], vecs]).unsqueeze(0))
     torch.testing.assert_close(state.hidden[: 1 + len(rows)], full[0], rtol=1e-5, atol=1e-5)
 
 
@@ -81,7 +81,7 @@ def test_sliding_window_keeps_the_cache_bounded(engine):
         assert out.shape == (4, vocab.FRAME_LEN)
         check_frames(out, "generated")
         assert len(state.cache_rows) <= MICRO.max_frames
-        assert state.cache.get_seq_length() == 1 + len(state.cache_rows)
+        assert state.cached_positions == 1 + len(state.cache_rows)
 
 
 def test_same_seed_same_output_and_gap_filled(engine):
@@ -194,53 +194,6 @@ def test_offline_songs_batched_are_each_what_they_are_alone():
     assert sum(int(vocab.is_note(a).sum()) for a in together) > 10
 
 
-def test_fast_local_decoder_and_encoder_equal_the_stacks(engine):
-    # The inference paths call the same layers module by module: one decoder position per
-    # token with its keys and values kept, and the encoder without the positions after
-    # EOF and with empty frames computed once. They must give the stacks' own outputs.
-    torch.manual_seed(0)
-    m = engine.model
-    n = 6
-    with torch.inference_mode():
-        state = torch.randn(n, engine.config.hidden_size)
-        parts = torch.tensor([0, 1] * 3)
-        prefix = torch.randint(vocab.NOTE_OFFSET, vocab.VOCAB_SIZE, (n, vocab.FRAME_LEN - 1))
-        full = m.decode_logits(state, parts, prefix)
-        x, past = state + m.target_part_emb(parts), None
-        for j in range(vocab.FRAME_LEN):
-            logits, past = m.decode_next(x, past, j)
-            torch.testing.assert_close(logits, full[:, j], atol=1e-4, rtol=1e-4)
-            if j < vocab.FRAME_LEN - 1:
-                x = m.tok_emb(prefix[:, j])
-        notes = [[], [10], [3, 40], [], [1, 2, 3, 4], [60]]
-        frames = torch.tensor([[vocab.NOTE_OFFSET + 20 * p for p in f] + [vocab.EOF] + [vocab.PAD] * (4 - len(f))
-                               for f in notes])
-        torch.testing.assert_close(m.encode_frames_fast(frames, parts), m.encode_frames(frames, parts),
-                                   atol=1e-5, rtol=1e-5)
-
-
-def test_batched_global_step_equals_one_session_at_a_time(engine):
-    # Three sessions with caches of different lengths, one new row each: the batched step
-    # must give each session the states its own full forward pass gives.
-    from transformers import DynamicCache
-
-    torch.manual_seed(0)
-    h = engine.config.hidden_size
-    histories = [torch.randn(n, h) for n in (1, 4, 9)]
-    new = torch.randn(3, h)
-    with torch.inference_mode():
-        caches = []
-        for past in histories:
-            cache = DynamicCache()
-            engine.model.global_step(past.unsqueeze(0), cache)
-            caches.append(cache)
-        batched = engine.model.global_step_rows(new, caches)
-        for i, past in enumerate(histories):
-            full, _ = engine.model.global_step(torch.cat([past, new[i : i + 1]]).unsqueeze(0))
-            torch.testing.assert_close(batched[i], full[0, -1], rtol=1e-5, atol=1e-5)
-            assert caches[i].get_seq_length() == len(past) + 1
-
-
 def test_a_sessions_output_does_not_depend_on_its_batch(engine):
     rng = np.random.default_rng(4)
     melodies = [_frames(rng, 10) for _ in range(3)]
@@ -249,7 +202,7 @@ def test_a_sessions_output_does_not_depend_on_its_batch(engine):
         states = [engine.new_session(Sampling(seed=10 + i)) for i in range(3)]
         out: list[list[np.ndarray]] = [[] for _ in states]
         for s in (2, 4, 6):
-            reqs = [(st, s, m[s - 2 : s], 3 + i) for i, (st, m) in enumerate(zip(states, melodies))]
+            reqs = [EngineRequest(st, s, m[s - 2 : s], 3 + i) for i, (st, m) in enumerate(zip(states, melodies))]
             answers = engine.infer_batch(reqs) if together else [engine.infer_batch([r])[0] for r in reqs]
             for i, a in enumerate(answers):
                 out[i].append(a)

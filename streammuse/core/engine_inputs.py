@@ -7,6 +7,7 @@ import numpy as np
 
 from streammuse.contract import InferRequest, wire_to_frames
 from streammuse.datasets import vocab
+from streammuse.model.requests import EngineRequest
 
 
 def freeze_context(sess, context) -> tuple[np.ndarray, np.ndarray] | None:
@@ -20,8 +21,8 @@ def freeze_context(sess, context) -> tuple[np.ndarray, np.ndarray] | None:
     return melody, wire_to_frames(context.accompaniment)
 
 
-def engine_item(sess, request: InferRequest) -> tuple:
-    """``(state, s, M[fed_until .. s), GL, fed_until)``: a tick nobody sent is silence.
+def engine_item(sess, request: InferRequest) -> EngineRequest:
+    """The engine's request: M[fed_until .. s) from ``fed_until``; a tick nobody sent is silence.
     The session counts as fed up to s from here on (the batch will feed it)."""
     s, start = request.request_tick, sess.fed_until
     empty = wire_to_frames([[]])[0]
@@ -30,4 +31,4 @@ def engine_item(sess, request: InferRequest) -> tuple:
         del sess.melody[t]
     sess.fed_until = max(sess.fed_until, s)
     feed = np.stack(rows) if rows else np.zeros((0, vocab.FRAME_LEN), dtype=np.int16)
-    return (sess.state, s, feed, request.gen_len, start)
+    return EngineRequest(sess.state, s, feed, request.gen_len, start)

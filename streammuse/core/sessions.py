@@ -45,6 +45,7 @@ from streammuse.core.deadlines import expired
 from streammuse.core.engine_inputs import engine_item, freeze_context
 from streammuse.core.session_ids import SessionIds
 from streammuse.errors import StreamMuseError
+from streammuse.model.requests import EngineRequest
 
 @dataclass
 class CoreOptions:
@@ -110,7 +111,7 @@ class Batch:
     """The jobs one engine call serves, with their frozen engine inputs."""
 
     jobs: list[Job]
-    items: list[tuple]  # (state, s, melody rows to feed, GL, first tick fed)
+    items: list[EngineRequest]  # what the engine is asked, one per job
     contexts: list[tuple[np.ndarray, np.ndarray] | None]  # a rebuild before the infer
     started_s: float
     results: list = field(default_factory=list)  # frames, or an exception, per job
@@ -301,7 +302,7 @@ class SessionCore:
             batch.items.append(engine_item(job.session, job.request))
         return batch
 
-    def compute(self, batch: Batch, run: Callable[[list[tuple]], list] | None = None) -> None:
+    def compute(self, batch: Batch, run: Callable[[list[EngineRequest]], list] | None = None) -> None:
         """Run the batch's engine work (rebuilds, then one ``infer_batch``, or ``run``:
         ``engine.begin`` for continuous batching); any thread.
 
@@ -317,12 +318,12 @@ class SessionCore:
             batch.results = [ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")] * len(batch.jobs)
         batch.compute_ms = (time.perf_counter() - started) * 1000
 
-    def _compute(self, batch: Batch, run: Callable[[list[tuple]], list]) -> list:
+    def _compute(self, batch: Batch, run: Callable[[list[EngineRequest]], list]) -> list:
         items, failed = [], {}
         for k, (item, context) in enumerate(zip(batch.items, batch.contexts)):
             if context is not None:
                 try:
-                    self.engine.rebuild(item[0], melody_frames=context[0], accompaniment_frames=context[1])
+                    self.engine.rebuild(item.state, melody_frames=context[0], accompaniment_frames=context[1])
                 except StreamMuseError as exc:
                     failed[k] = ApiError(422, "bad_request", f"context: {exc}")
             items.append(item)

@@ -1,60 +1,65 @@
-"""Model configuration: sizes of the three modules (section III-A) and the context window W."""
+"""Model configuration: sizes of the three modules (section III-A) and the context window W.
+
+A plain dataclass, stored as the checkpoint's ``config.json`` (the keys a
+``transformers`` ``save_pretrained`` wrote for earlier checkpoints, such as
+``architectures`` or ``transformers_version``, are read and ignored), so loading a model
+imports neither ``transformers`` nor its hub machinery (docs/design.md, "The model's
+modules").
+"""
 
 from __future__ import annotations
 
-from transformers import LlamaConfig, PretrainedConfig
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from streammuse.datasets import vocab
 from streammuse.errors import StreamMuseError
 
+# What earlier checkpoints' config.json held besides the sizes (written by transformers).
+_IGNORED_KEYS = {"architectures", "dtype", "torch_dtype", "transformers_version", "model_type"}
 
-class StreamMuseConfig(PretrainedConfig):
+
+@dataclass
+class StreamMuseConfig:
     """Sizes of the local encoder, global predictor and local decoder.
 
-    All three are Llama-style stacks sharing ``hidden_size`` and ``num_attention_heads``.
-    ``max_frames`` is the training window W (rows of the interleaved sequence, i.e. W/2
-    ticks); at inference the global context slides so it never exceeds W rows.
+    All three are Llama-style stacks (RMSNorm, rotary positions, SwiGLU MLP) sharing
+    ``hidden_size`` and ``num_attention_heads``. ``max_frames`` is the training window W
+    (rows of the interleaved sequence, i.e. W/2 ticks); at inference the global context
+    slides so it never exceeds W rows.
 
     Dropout (active in train mode only): ``embedding_dropout`` on the token embeddings,
-    ``attention_dropout`` on the attention weights (Llama's own), ``residual_dropout``
-    on every attention and MLP branch before it is added to the residual stream.
+    ``attention_dropout`` on the attention weights, ``residual_dropout`` on every attention
+    and MLP branch before it is added to the residual stream.
     """
+
+    vocab_size: int = vocab.VOCAB_SIZE
+    frame_len: int = vocab.FRAME_LEN
+    hidden_size: int = 256
+    intermediate_size: int = 640
+    num_attention_heads: int = 4
+    global_layers: int = 4
+    encoder_layers: int = 1
+    decoder_layers: int = 2
+    max_frames: int = 512
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    initializer_range: float = 0.02
+    embedding_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    residual_dropout: float = 0.0
 
     model_type = "streammuse"
 
-    def __init__(
-        self,
-        vocab_size: int = vocab.VOCAB_SIZE,
-        frame_len: int = vocab.FRAME_LEN,
-        hidden_size: int = 256,
-        intermediate_size: int = 640,
-        num_attention_heads: int = 4,
-        global_layers: int = 4,
-        encoder_layers: int = 1,
-        decoder_layers: int = 2,
-        max_frames: int = 512,
-        rope_theta: float = 10000.0,
-        initializer_range: float = 0.02,
-        embedding_dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        residual_dropout: float = 0.0,
-        **kwargs,
-    ) -> None:
-        self.vocab_size = vocab_size
-        self.frame_len = frame_len
-        self.hidden_size = hidden_size
-        self.intermediate_size = intermediate_size
-        self.num_attention_heads = num_attention_heads
-        self.global_layers = global_layers
-        self.encoder_layers = encoder_layers
-        self.decoder_layers = decoder_layers
-        self.max_frames = max_frames
-        self.rope_theta = rope_theta
-        self.initializer_range = initializer_range
-        self.embedding_dropout = embedding_dropout
-        self.attention_dropout = attention_dropout
-        self.residual_dropout = residual_dropout
-        super().__init__(**kwargs)
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads or (self.hidden_size // self.num_attention_heads) % 2:
+            raise StreamMuseError(f"hidden_size {self.hidden_size} must split into {self.num_attention_heads} heads "
+                                  "of an even size")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
 
     @property
     def window_ticks(self) -> int:
@@ -74,23 +79,23 @@ class StreamMuseConfig(PretrainedConfig):
         this much a minute into a song (capacity is measured here)."""
         return self.rows_kept_on_slide // 2
 
-    def stack_config(self, layers: int, max_positions: int) -> LlamaConfig:
-        """The Llama config of one module (its token embedding is unused: we feed inputs_embeds)."""
-        return LlamaConfig(
-            vocab_size=1,
-            hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size,
-            num_hidden_layers=layers,
-            num_attention_heads=self.num_attention_heads,
-            num_key_value_heads=self.num_attention_heads,
-            max_position_embeddings=max_positions,
-            initializer_range=self.initializer_range,
-            attention_dropout=self.attention_dropout,
-            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
-            pad_token_id=None,
-            bos_token_id=None,
-            eos_token_id=None,
-        )
+    def to_dict(self) -> dict:
+        """The sizes, plus ``model_type`` (what ``config.json`` holds)."""
+        return {"model_type": self.model_type, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StreamMuseConfig":
+        """A config from ``config.json``'s dict; unknown keys are an error (a typo or
+        another model), transformers' bookkeeping keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - _IGNORED_KEYS)
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(unknown)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``config.json`` into ``folder``."""
+        (Path(folder) / "config.json").write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
 PRESETS: dict[str, dict] = {
@@ -108,7 +113,7 @@ def preset(name: str, **overrides) -> StreamMuseConfig:
     ``hidden_size``) replacing its values."""
     if name not in PRESETS:
         raise StreamMuseError(f"unknown model config {name!r}; choose one of {', '.join(PRESETS)}")
-    unknown = sorted(set(overrides) - set(StreamMuseConfig().to_dict()))
+    unknown = sorted(set(overrides) - {f.name for f in fields(StreamMuseConfig)})
     if unknown:
         raise StreamMuseError(f"unknown model setting(s): {', '.join(unknown)}")
     return StreamMuseConfig(**{**PRESETS[name], **overrides})

@@ -7,142 +7,196 @@
   A[<t] and M[<t];
 * local decoder: [global state, tok_1, tok_2, ...] -> the frame's tokens then EOF.
 
-All three are ``transformers`` Llama stacks fed with ``inputs_embeds``.
+Each is a :class:`Stack` of Llama-style blocks (RMSNorm, rotary attention, SwiGLU MLP)
+written here, gpt-fast style, with one forward for training and inference: what differs
+is only the ``attention`` it is given (:mod:`streammuse.model.attention`): a causal
+sequence, or positions written into a slot cache. The query, key and value projections
+are one matrix (``qkv_proj``), as are the MLP's gate and up projections; checkpoints
+written with ``transformers``' Llama layers (separate ``q_proj``, ``k_proj``, ``v_proj``,
+``gate_proj``, ``up_proj``) load through a key mapping (:func:`fuse_llama_keys`), weights
+unchanged. Why not ``transformers``' own modules: docs/design.md, "The model's modules".
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import nn
-from transformers import LlamaModel, PreTrainedModel
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from streammuse.datasets import vocab
+from streammuse.model.attention import CausalAttention
 from streammuse.model.config import StreamMuseConfig
 
 PART_A, PART_M = 0, 1
 
 
-class StreamMuseModel(PreTrainedModel):
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learned scale (Llama's)."""
+
+    def __init__(self, hidden: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.rms_norm(x, self.weight.shape, self.weight, self.eps)
+
+
+class Rope(nn.Module):
+    """Rotary positions (Llama's default rope) on a fused ``[q | k | v]`` projection.
+
+    ``rotate_half`` of every head is a fixed permutation with signs, so a rotation is
+    ``qkv * cos + qkv[..., perm] * sin`` with tables over all 3H columns (cos 1 and sin 0
+    on the value columns): three kernels for q and k of every head, whatever the layout.
+    """
+
+    def __init__(self, heads: int, head_dim: int, positions: int, theta: float) -> None:
+        super().__init__()
+        half = head_dim // 2
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        freqs = torch.arange(positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
+        emb = torch.cat([freqs, freqs], dim=-1)  # (positions, head_dim)
+        sign = torch.cat([-torch.ones(half), torch.ones(half)])
+        qk_cos, qk_sin = emb.cos().repeat(1, 2 * heads), (emb.sin() * sign).repeat(1, 2 * heads)
+        ones, zeros = torch.ones(positions, heads * head_dim), torch.zeros(positions, heads * head_dim)
+        self.register_buffer("cos", torch.cat([qk_cos, ones], dim=-1), persistent=False)  # (positions, 3H)
+        self.register_buffer("sin", torch.cat([qk_sin, zeros], dim=-1), persistent=False)
+        within = torch.arange(head_dim)
+        within = torch.where(within < half, within + half, within - half)
+        perm = torch.cat([h * head_dim + within for h in range(2 * heads)] +
+                         [torch.arange(2 * heads * head_dim, 3 * heads * head_dim)])
+        self.register_buffer("perm", perm, persistent=False)
+
+    def tables(self, positions: torch.Tensor | int | None, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for ``positions``: a ``(B, P)`` tensor, an int (one position for
+        every row), or None (positions 0 .. length-1)."""
+        if positions is None:
+            return self.cos[:length], self.sin[:length]
+        if isinstance(positions, int):
+            return self.cos[positions : positions + 1], self.sin[positions : positions + 1]
+        return nn.functional.embedding(positions, self.cos), nn.functional.embedding(positions, self.sin)
+
+    def apply(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(qkv * cos, qkv.index_select(-1, self.perm), sin)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: StreamMuseConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.qkv_proj = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size, bias=False)
+        self.o_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor, rope: Rope, cos: torch.Tensor, sin: torch.Tensor, attention) -> torch.Tensor:
+        return self.o_proj(attention(self.layer, rope.apply(self.qkv_proj(x), cos, sin)))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: StreamMuseConfig) -> None:
+        super().__init__()
+        self.gate_up_proj = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(nn.functional.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: StreamMuseConfig, layer: int) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg, layer)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+        self.residual_dropout = cfg.residual_dropout
+
+    def forward(self, x: torch.Tensor, rope: Rope, cos: torch.Tensor, sin: torch.Tensor, attention) -> torch.Tensor:
+        a = self.self_attn(self.input_layernorm(x), rope, cos, sin, attention)
+        if self.training and self.residual_dropout:
+            a = nn.functional.dropout(a, self.residual_dropout, True)
+        x = x + a
+        m = self.mlp(self.post_attention_layernorm(x))
+        if self.training and self.residual_dropout:
+            m = nn.functional.dropout(m, self.residual_dropout, True)
+        return x + m
+
+
+class Stack(nn.Module):
+    """Blocks, a final norm and the rotary tables of one module."""
+
+    def __init__(self, cfg: StreamMuseConfig, layers: int, positions: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.rope = Rope(cfg.num_attention_heads, cfg.head_dim, positions, cfg.rope_theta)
+
+    def forward(self, x: torch.Tensor, attention, positions: torch.Tensor | int | None = None) -> torch.Tensor:
+        """``x`` ``(B, P, H)`` at ``positions`` (see :meth:`Rope.tables`; None: 0 .. P-1)
+        -> ``(B, P, H)``. ``attention(layer, qkv)`` decides what each query sees."""
+        cos, sin = self.rope.tables(positions, x.shape[1])
+        for block in self.layers:
+            x = block(x, self.rope, cos, sin, attention)
+        return self.norm(x)
+
+
+class StreamMuseModel(nn.Module):
     """Local encoder + global predictor + local decoder over interleaved frames."""
 
-    config_class = StreamMuseConfig
-    base_model_prefix = "streammuse"
-    _supports_sdpa = True
-
     def __init__(self, config: StreamMuseConfig) -> None:
-        super().__init__(config)
+        super().__init__()
+        self.config = config
         h = config.hidden_size
         self.tok_emb = nn.Embedding(config.vocab_size, h)
         self.part_emb = nn.Embedding(2, h)  # which part a global input frame belongs to
         self.target_part_emb = nn.Embedding(2, h)  # which part the decoder is writing
         self.bos = nn.Parameter(torch.zeros(h))
-        self.encoder = LlamaModel(config.stack_config(config.encoder_layers, config.frame_len))
-        # +1 for BOS, and room to grow past W before the engine re-encodes.
-        self.global_predictor = LlamaModel(config.stack_config(config.global_layers, 2 * config.max_frames + 1))
-        self.decoder = LlamaModel(config.stack_config(config.decoder_layers, config.frame_len))
+        self.encoder = Stack(config, config.encoder_layers, config.frame_len)
+        # +1 for BOS, and room past W for the engine's spare positions.
+        self.global_predictor = Stack(config, config.global_layers, 2 * config.max_frames + 4)
+        self.decoder = Stack(config, config.decoder_layers, config.frame_len)
         self.lm_head = nn.Linear(h, config.vocab_size, bias=False)
-        self.post_init()
-        self._add_dropout_hooks(config)
+        self._register_load_state_dict_pre_hook(fuse_llama_keys)
+        self.reset_parameters()
 
-    def _add_dropout_hooks(self, config: StreamMuseConfig) -> None:
-        """Embedding and residual dropout as forward hooks (Llama layers have neither), so
-        the parameters, the state dict and the inference paths stay as they are; the hooks
-        drop only in train mode."""
+    def reset_parameters(self) -> None:
+        """Llama's initialisation: normal(0, initializer_range) weights, unit norms."""
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=std)
+        nn.init.normal_(self.bos, std=std)
 
-        def hook(p: float):
-            return lambda module, args, out: nn.functional.dropout(out, p, module.training)
+    def attention(self) -> CausalAttention:
+        """The causal attention of a whole sequence (attention dropout in train mode)."""
+        return CausalAttention(self.config.num_attention_heads, self.config.attention_dropout if self.training else 0.0)
 
-        if config.embedding_dropout > 0:
-            self.tok_emb.register_forward_hook(hook(config.embedding_dropout))
-        if config.residual_dropout > 0:
-            for stack in (self.encoder, self.global_predictor, self.decoder):
-                for layer in stack.layers:
-                    layer.self_attn.o_proj.register_forward_hook(hook(config.residual_dropout))
-                    layer.mlp.down_proj.register_forward_hook(hook(config.residual_dropout))
-
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if module is self:
-            nn.init.normal_(self.bos, std=self.config.initializer_range)
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        e = self.tok_emb(tokens)
+        if self.training and self.config.embedding_dropout:
+            e = nn.functional.dropout(e, self.config.embedding_dropout, True)
+        return e
 
     # -- modules -----------------------------------------------------------------------
     def encode_frames(self, frames: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
         """Local encoder: frames ``(N, F)`` and their parts ``(N,)`` -> global inputs ``(N, H)``."""
-        out = self.encoder(inputs_embeds=self.tok_emb(frames), use_cache=False).last_hidden_state
-        eof_at = (frames == vocab.EOF).int().argmax(dim=-1)
-        vec = out[torch.arange(len(frames), device=frames.device), eof_at]
+        out = self.encoder(self.embed(frames), self.attention())
+        eof_at = (frames == vocab.EOF).int().argmax(dim=-1, keepdim=True)
+        vec = out.gather(1, eof_at[:, :, None].expand(-1, 1, out.shape[-1]))[:, 0]
         return vec + self.part_emb(parts)
 
-    def global_step(self, inputs_embeds: torch.Tensor, cache=None) -> tuple[torch.Tensor, object]:
-        """Global predictor over ``(B, P, H)`` frame vectors, continuing ``cache`` if given."""
-        out = self.global_predictor(inputs_embeds=inputs_embeds, cache=cache, use_cache=cache is not None)
-        return out.last_hidden_state, out.cache
-
-    def global_step_rows(self, vecs: torch.Tensor, caches: list) -> torch.Tensor:
-        """One new frame vector per session, ``(B, H)``, each continuing its own cache
-        (caches of different lengths) -> the global states ``(B, H)``.
-
-        The same layers as :meth:`global_step`, called module by module so that the
-        projections and MLPs run once for the whole batch; only the cache update and the
-        attention (one query over that session's keys: no mask needed) run per session.
-        The engine now runs :func:`streammuse.model.batched_cache.slot_step` (all sessions'
-        caches in one slot buffer, one attention call); this per-session form stays as the
-        reference the tests compare with.
-        """
-        positions = torch.tensor([[c.get_seq_length()] for c in caches], device=vecs.device)
-
-        def attend(li: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-            heads = []
-            for i, cache in enumerate(caches):
-                keys, values = cache.update(k[i : i + 1], v[i : i + 1], li)
-                heads.append(nn.functional.scaled_dot_product_attention(q[i : i + 1], keys, values, scale=scale))
-            return torch.cat(heads)
-
-        return run_layers(self.global_predictor, vecs.unsqueeze(1), positions, attend)[:, 0]
+    def global_step(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        """Global predictor over ``(B, P, H)`` frame vectors (a whole causal sequence)."""
+        return self.global_predictor(inputs_embeds, self.attention())
 
     def decode_logits(self, state: torch.Tensor, target_parts: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         """Local decoder: global states ``(N, H)``, parts ``(N,)``, tokens so far ``(N, j)``
         -> next-token logits at every position ``(N, j+1, V)``."""
         first = (state + self.target_part_emb(target_parts)).unsqueeze(1)
-        x = torch.cat([first, self.tok_emb(prefix)], dim=1)
-        out = self.decoder(inputs_embeds=x, use_cache=False).last_hidden_state
-        return self.lm_head(out)
-
-    def encode_frames_fast(self, frames: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
-        """:meth:`encode_frames` for inference, the same arithmetic on less of it: the
-        layers are called module by module (:func:`run_layers`, without the stack's mask
-        and output plumbing, which cost more than the arithmetic for 5-token frames); the
-        stack is causal, so the positions after the last EOF are not computed; and every
-        empty frame (EOF alone, most ticks of a melody or an accompaniment) has the same
-        encoding, computed once per call."""
-        eof_at = (frames == vocab.EOF).int().argmax(dim=-1)
-        empty = frames[:1, :1].new_full((1, 1), vocab.EOF)
-        out = run_layers(self.encoder, self.tok_emb(empty), torch.zeros_like(empty), attend_with_past(None, []))
-        vec = out[:, 0].expand(len(frames), -1).clone()
-        notes = torch.nonzero(eof_at > 0)[:, 0]
-        if len(notes):
-            width = int(eof_at.max()) + 1
-            sub = frames[notes, :width]
-            pos = torch.arange(width, device=frames.device).expand(len(sub), -1)
-            out = run_layers(self.encoder, self.tok_emb(sub), pos, attend_with_past(None, [], causal=True))
-            vec[notes] = out[torch.arange(len(sub), device=frames.device), eof_at[notes]]
-        return vec + self.part_emb(parts)
-
-    def decode_next(self, x: torch.Tensor, past: list | None, position: int) -> tuple[torch.Tensor, list]:
-        """One position of the local decoder for ``N`` open frames: inputs ``(N, H)`` at
-        ``position`` (0: the global state plus the target part, then each drawn token's
-        embedding), ``past`` the keys and values of the earlier positions (None at 0).
-
-        Returns the next-token logits ``(N, V)`` and the keys and values up to
-        ``position``. The same arithmetic as :meth:`decode_logits` on the whole prefix
-        (it equals that call's last position up to float rounding), in 1 instead of j + 1
-        positions per token and with the vocabulary projection of the last position only.
-        """
-        pos = torch.full((len(x), 1), position, device=x.device)
-        kept: list = []
-        out = run_layers(self.decoder, x.unsqueeze(1), pos, attend_with_past(past, kept))
-        return self.lm_head(out[:, 0]), kept
+        x = torch.cat([first, self.embed(prefix)], dim=1)
+        return self.lm_head(self.decoder(x, self.attention()))
 
     def bos_embeds(self, batch: int) -> torch.Tensor:
         """The BOS frame vector, ``(batch, 1, H)``."""
@@ -162,8 +216,7 @@ class StreamMuseModel(PreTrainedModel):
         b, r, f = rows.shape
         parts = (torch.arange(r, device=rows.device) % 2).expand(b, r)
         vecs = self.encode_frames(rows.reshape(b * r, f), parts.reshape(-1)).view(b, r, -1)
-        g_in = torch.cat([self.bos_embeds(b).to(vecs.dtype), vecs[:, :-1]], dim=1)
-        states, _ = self.global_step(g_in)
+        states = self.global_step(torch.cat([self.bos_embeds(b).to(vecs.dtype), vecs[:, :-1]], dim=1))
         logits = self.decode_logits(states.reshape(b * r, -1), parts.reshape(-1), rows.reshape(b * r, f)[:, : f - 1])
         logits = logits.view(b, r, f, -1)
         loss = nn.functional.cross_entropy(
@@ -171,40 +224,66 @@ class StreamMuseModel(PreTrainedModel):
         )
         return {"logits": logits, "loss": loss}
 
+    # -- checkpoints -------------------------------------------------------------------
+    def save_pretrained(self, folder: str | Path, max_shard_size: str | int | None = None) -> None:
+        """``config.json`` + ``model.safetensors`` (or shards of at most ``max_shard_size``,
+        e.g. ``"15MB"``, with a ``model.safetensors.index.json``), what
+        :func:`streammuse.model.checkpoint.load_model` reads."""
+        from safetensors.torch import save_file
 
-def run_layers(stack: LlamaModel, x: torch.Tensor, positions: torch.Tensor, attend) -> torch.Tensor:
-    """A Llama stack's layers and final norm on ``x`` ``(B, P, H)`` at ``positions``
-    ``(B, P)``, called module by module: what ``LlamaModel.forward`` computes, without its
-    mask and cache objects (on small inputs that plumbing costs more than the arithmetic).
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.save(folder)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        limit = _bytes(max_shard_size) if max_shard_size else None
+        for old in list(folder.glob("model*.safetensors")) + list(folder.glob("model.safetensors.index.json")):
+            old.unlink()
+        if limit is None:
+            save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+            return
+        shards: list[dict] = [{}]
+        size = 0
+        for key, t in state.items():
+            n = t.numel() * t.element_size()
+            if shards[-1] and size + n > limit:
+                shards.append({})
+                size = 0
+            shards[-1][key] = t
+            size += n
+        weight_map = {}
+        for i, shard in enumerate(shards, 1):
+            name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+            save_file(shard, str(folder / name), metadata={"format": "pt"})
+            weight_map.update({k: name for k in shard})
+        total = sum(t.numel() * t.element_size() for t in state.values())
+        (folder / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
 
-    ``attend(layer_index, q, k, v, scale)`` gives the attention output ``(B, heads, P, d)``
-    of this call's rotated queries and keys: where the keys and values are kept, and what
-    each query sees, is the caller's (:func:`attend_with_past`, the slot cache's step).
-    """
-    b, p, _ = x.shape
-    cos, sin = stack.rotary_emb(x, position_ids=positions)
-    for li, layer in enumerate(stack.layers[: stack.config.num_hidden_layers]):
-        attn = layer.self_attn
-        h = layer.input_layernorm(x)
-        q, k, v = (proj(h).view(b, p, -1, attn.head_dim).transpose(1, 2)
-                   for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        ctx = attend(li, q, k, v, attn.scaling)
-        x = x + attn.o_proj(ctx.transpose(1, 2).reshape(b, p, -1))
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
-    return stack.norm(x)
+
+def _bytes(size: str | int) -> int:
+    """``"15MB"`` -> bytes (KB / MB / GB powers of 1000, KiB / MiB / GiB of 1024)."""
+    if isinstance(size, int):
+        return size
+    s = size.strip().upper()
+    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
+    for unit, mult in units.items():
+        if s.endswith(unit):
+            return int(float(s[: -len(unit)]) * mult)
+    return int(s)
 
 
-def attend_with_past(past: list | None, kept: list, causal: bool = False):
-    """An ``attend`` for :func:`run_layers` that prepends ``past[layer]`` = (keys, values) of
-    earlier positions (no mask: every query of the call comes after them), appends each
-    layer's keys and values to ``kept``, and with ``causal`` lets a query see only keys at
-    or before it (a whole sequence in one call)."""
-
-    def attend(li: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-        if past is not None:
-            k, v = torch.cat([past[li][0], k], dim=2), torch.cat([past[li][1], v], dim=2)
-        kept.append((k, v))
-        return nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal and q.shape[2] > 1, scale=scale)
-
-    return attend
+def fuse_llama_keys(state_dict: dict, prefix: str, *args) -> None:
+    """The one-time key mapping from checkpoints written with ``transformers``' Llama
+    layers: ``q_proj``, ``k_proj``, ``v_proj`` -> ``qkv_proj`` (stacked in that order),
+    ``gate_proj``, ``up_proj`` -> ``gate_up_proj``; their unused ``embed_tokens`` (we feed
+    embeddings) and rotary buffers are dropped. The weights themselves are unchanged."""
+    for key in [k for k in state_dict if k.startswith(prefix) and k.endswith(".self_attn.q_proj.weight")]:
+        base = key[: -len("q_proj.weight")]
+        parts = [state_dict.pop(base + f"{n}_proj.weight") for n in "qkv"]
+        state_dict[base + "qkv_proj.weight"] = torch.cat(parts)
+    for key in [k for k in state_dict if k.startswith(prefix) and k.endswith(".mlp.gate_proj.weight")]:
+        base = key[: -len("gate_proj.weight")]
+        state_dict[base + "gate_up_proj.weight"] = torch.cat([state_dict.pop(base + "gate_proj.weight"),
+                                                               state_dict.pop(base + "up_proj.weight")])
+    for key in [k for k in state_dict if k.endswith(".embed_tokens.weight") or k.endswith("rotary_emb.inv_freq")]:
+        del state_dict[key]

@@ -1,4 +1,11 @@
-"""Sampling: temperature, top-k, top-p (nucleus) and the frame grammar, as logit masks."""
+"""Sampling on the device: temperature, top-k, top-p (nucleus) and the frame grammar, each
+row with its own settings, drawn from a counter-based random stream.
+
+A draw is a pure function of (seed, tick, part, position in the frame) and the logits: no
+generator state, no per-session call, nothing read back to the host. So a seed plays the
+same notes alone or batched, on CPU or GPU (up to float rounding of the logits), however
+many positions ran, and whether a request ran in one call or tick by tick.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ class Sampling:
 
     temperature: logits are divided by it (> 0). top_k: keep the k likeliest tokens
     (0: all). top_p: keep the smallest set whose probability reaches p (1.0: all).
-    seed: the session's ``torch.Generator`` seed, so a session replays exactly.
+    seed: keys the session's random stream, so a session replays exactly.
     """
 
     temperature: float = 1.0
@@ -33,60 +40,13 @@ class Sampling:
             raise StreamMuseError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-_NEG = float("-inf")
-
-
-def note_pitch_index(device: torch.device | str = "cpu") -> torch.Tensor:
-    """Per token id, its pitch index (0..87) for note tokens and -1 for PAD/EOF/BOS."""
+def pitch_rank(device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(1, V)`` per token id: its pitch index 0..87 for notes, a number above every pitch
+    for EOF (always allowed), below every pitch for PAD and BOS (never drawn)."""
     ids = torch.arange(vocab.VOCAB_SIZE, device=device)
-    return torch.where(ids >= vocab.NOTE_OFFSET, (ids - vocab.NOTE_OFFSET) // vocab.N_DURATIONS, -1)
-
-
-def grammar_mask(logits: torch.Tensor, last_pitch: torch.Tensor, position: int, pitch_index: torch.Tensor) -> torch.Tensor:
-    """Allow only what keeps a frame valid: notes above the frame's last pitch (ascending,
-    no repeated pitch) or EOF; only EOF at the last position (at most 4 notes).
-
-    Args:
-        logits: ``(N, V)``. last_pitch: ``(N,)`` pitch index of the last note, -1 if none.
-        position: token position in the frame (0..FRAME_LEN-1).
-    """
-    allowed = pitch_index.unsqueeze(0) > last_pitch.unsqueeze(1)
-    if position >= vocab.FRAME_LEN - 1:
-        allowed = torch.zeros_like(allowed)
-    allowed[:, vocab.EOF] = True
-    return logits.masked_fill(~allowed, _NEG)
-
-
-def filter_logits(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
-    """Temperature, then top-k, then top-p on ``(N, V)`` logits."""
-    logits = logits / sampling.temperature
-    if sampling.top_k and sampling.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, _NEG)
-    if sampling.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        probs = sorted_logits.softmax(-1)
-        # Drop a token when the mass before it already reaches p (the top token always stays).
-        drop = probs.cumsum(-1) - probs >= sampling.top_p
-        sorted_logits = sorted_logits.masked_fill(drop, _NEG)
-        logits = torch.full_like(logits, _NEG).scatter(-1, order, sorted_logits)
-    return logits
-
-
-def sample_rows(logits: torch.Tensor, samplings: list[Sampling], generators: list[torch.Generator]) -> torch.Tensor:
-    """One token per row of ``(N, V)`` logits, row i with its own settings and generator
-    (one session each). Rows with the same temperature / top-k / top-p are filtered in one
-    call; each row is still drawn from its own generator, so a session's draws do not
-    depend on which other sessions share its batch."""
-    probs = torch.empty_like(logits, dtype=torch.float32)
-    groups: dict[tuple, list[int]] = {}
-    for i, s in enumerate(samplings):
-        groups.setdefault((s.temperature, s.top_k, s.top_p), []).append(i)
-    for rows in groups.values():
-        probs[rows] = filter_logits(logits[rows].float(), samplings[rows[0]]).softmax(-1)
-    # Drawn on the CPU with each session's CPU generator: the same draws on any device.
-    probs = probs.cpu()
-    return torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g)[:, 0] for i, g in enumerate(generators)])
+    rank = torch.where(ids >= vocab.NOTE_OFFSET, (ids - vocab.NOTE_OFFSET) // vocab.N_DURATIONS, -2)
+    rank[vocab.EOF] = vocab.N_PITCHES + 1
+    return rank[None, :]
 
 
 def _as_int64(c: int) -> int:
@@ -110,27 +70,66 @@ def _splitmix64(z: torch.Tensor) -> torch.Tensor:
     return z ^ _shr(z, 31)
 
 
-def counter_uniforms(seeds: torch.Tensor, counters: torch.Tensor, width: int) -> torch.Tensor:
-    """``(N, width)`` float64 uniforms in (0, 1), a pure function of (seed, counter, column):
-    a counter-based generator, so a row's numbers never depend on the other rows."""
+def counter_uniforms(seeds: torch.Tensor, ticks: torch.Tensor, width: int) -> torch.Tensor:
+    """``(N, width)`` float64 uniforms in (0, 1), a pure function of (seed, tick, column):
+    the engine's column is ``part * FRAME_LEN + position``."""
     cols = torch.arange(width, device=seeds.device, dtype=torch.int64)
-    key = _splitmix64(_splitmix64(seeds.long() + counters.long() * _GOLDEN)[:, None] + cols[None, :])
+    key = _splitmix64(_splitmix64(seeds.long() + ticks.long() * _GOLDEN)[:, None] + cols[None, :])
     return (_shr(key, 11).double() + 0.5) * 2.0**-53
 
 
-def sample_rows_counter(logits: torch.Tensor, samplings: list[Sampling], seeds: torch.Tensor,
-                        counters: torch.Tensor) -> torch.Tensor:
-    """Like :func:`sample_rows`, with draws from :func:`counter_uniforms` on the logits'
-    device: no per-session call, no copy to the host (the engine's choice on CUDA).
+@dataclass
+class RowSampling:
+    """Every row's settings as device tensors ``(B, 1)``, and which filters any row uses
+    (host booleans: a filter nobody asked for is not computed)."""
 
-    Row i draws ``argmax(p_i / q_i)`` with ``q_i ~ Exp(1)``: the exponential trick
-    ``torch.multinomial`` uses for one sample, so it samples p_i exactly.
+    temperature: torch.Tensor
+    top_k: torch.Tensor  # 1 .. V (0 in a Sampling means V)
+    top_p: torch.Tensor
+    any_top_k: bool
+    any_top_p: bool
+
+    @classmethod
+    def of(cls, samplings: list[Sampling], device: torch.device) -> "RowSampling":
+        v = vocab.VOCAB_SIZE
+        ks = [min(s.top_k, v) if s.top_k else v for s in samplings]
+        host = torch.tensor([[s.temperature, k, s.top_p] for s, k in zip(samplings, ks)], dtype=torch.float64)
+        host = host.to(device)
+        return cls(host[:, :1].float(), host[:, 1:2].long(), host[:, 2:3].float(),
+                   any(k < v for k in ks), any(s.top_p < 1.0 for s in samplings))
+
+    def pad(self, rows: int) -> "RowSampling":
+        """The same settings for ``rows`` rows (the extra rows copy row 0: fixed-shape padding)."""
+        extra = rows - len(self.temperature)
+        if extra <= 0:
+            return self
+        grow = lambda t: torch.cat([t, t[:1].expand(extra, -1)])  # noqa: E731
+        return RowSampling(grow(self.temperature), grow(self.top_k), grow(self.top_p), self.any_top_k, self.any_top_p)
+
+
+def draw(logits: torch.Tensor, disallowed: torch.Tensor, u: torch.Tensor, s: RowSampling) -> torch.Tensor:
+    """One token per row of ``(B, V)`` logits by inverse-CDF sampling in sorted order.
+
+    ``disallowed`` ``(B, V)``: the grammar's mask. The kept tokens are a prefix of the
+    sorted order: the first top_k, and of those the smallest set whose probability (within
+    the top_k) reaches top_p, as temperature, then top-k, then top-p filter. The token is
+    the first of that prefix whose cumulative probability reaches ``u`` ``(B, 1)`` times
+    the prefix's mass. Returns ``(B, 1)`` token ids.
     """
-    probs = torch.empty_like(logits, dtype=torch.float64)
-    groups: dict[tuple, list[int]] = {}
-    for i, s in enumerate(samplings):
-        groups.setdefault((s.temperature, s.top_k, s.top_p), []).append(i)
-    for rows in groups.values():
-        probs[rows] = filter_logits(logits[rows].float(), samplings[rows[0]]).softmax(-1).double()
-    q = -torch.log(counter_uniforms(seeds, counters, logits.shape[-1]))
-    return torch.argmax(probs / q, dim=-1)
+    logits = (logits.float() / s.temperature).masked_fill(disallowed, float("-inf"))
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    p = sorted_logits.softmax(dim=-1)
+    c = p.cumsum(dim=-1)
+    last = None  # index of the last kept token, (B, 1)
+    if s.any_top_p:
+        bound = s.top_p * c.gather(-1, s.top_k - 1) if s.any_top_k else s.top_p
+        n = ((c - p) < bound).sum(dim=-1, keepdim=True)
+        if s.any_top_k:
+            n = torch.minimum(n, s.top_k)
+        last = n - 1
+    elif s.any_top_k:
+        last = s.top_k - 1
+    target = u * (c.gather(-1, last) if last is not None else c[:, -1:])
+    idx = (c < target).sum(dim=-1, keepdim=True)
+    idx = torch.minimum(idx, last) if last is not None else idx.clamp_max(logits.shape[-1] - 1)
+    return order.gather(-1, idx)

@@ -15,7 +15,8 @@ import torch
 from streammuse.datasets import vocab
 from streammuse.datasets.frames import empty_frames
 from streammuse.errors import StreamMuseError
-from streammuse.model.batched_cache import SlotCache, SlotView
+from streammuse.model.attention import SlotCache
+from streammuse.model.requests import EngineRequest, GenJob  # noqa: F401 - re-exported
 from streammuse.model.sampling import Sampling
 
 
@@ -28,7 +29,6 @@ class SessionState:
     """
 
     sampling: Sampling
-    generator: torch.Generator
     melody: np.ndarray
     accompaniment: np.ndarray
     slots: SlotCache | None = None
@@ -37,15 +37,14 @@ class SessionState:
     cache_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, vocab.FRAME_LEN), np.int16))
     win_start: int = 0  # absolute row of the first cached row after BOS (always even)
     requests: int = 0
-    draws: int = 0  # tokens drawn so far: the counter of the counter-based sampler
     released: bool = False
     running: bool = False  # a GenJob of this session is begun and not done yet
     _finalizer: weakref.finalize | None = field(default=None, repr=False)
 
     @property
-    def cache(self) -> SlotView | None:
-        """The session's cache as a view of its slot (None before its first request)."""
-        return SlotView(self.slots, self.slot) if self.live else None
+    def cached_positions(self) -> int:
+        """Positions in the session's slot, BOS included (0 before its first request)."""
+        return int(self.slots.lengths[self.slot]) if self.live else 0
 
     @property
     def hidden(self) -> torch.Tensor | None:
@@ -53,26 +52,6 @@ class SessionState:
         if not self.live:
             return None
         return self.slots.hidden[self.slot, : int(self.slots.lengths[self.slot])]
-
-
-@dataclass(eq=False)
-class GenJob:
-    """One request inside the engine (``StreamingEngine.begin`` / ``step``): the session,
-    s (its first tick), GL, and the accompaniment frames generated so far."""
-
-    state: SessionState
-    tick: int
-    gen_len: int
-    frames: list = field(default_factory=list)
-
-    @property
-    def done(self) -> bool:
-        """True once all GL frames are generated."""
-        return len(self.frames) >= self.gen_len
-
-    def result(self) -> np.ndarray:
-        """The ``(GL, FRAME_LEN)`` accompaniment frames A[s .. s+GL-1]."""
-        return np.stack(self.frames)
 
 
 def check_frames(frames, name: str) -> np.ndarray:

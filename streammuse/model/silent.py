@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streammuse.datasets.frames import empty_frames
+from streammuse.model.requests import EngineRequest
 
 
 @dataclass(eq=False)
@@ -26,8 +27,8 @@ class SilentSession:
 
 
 class SilentEngine:
-    """The engine interface the session core uses (``new_session``, ``release``,
-    ``rebuild``, ``infer_batch``), answering every request with GL empty frames."""
+    """An :class:`~streammuse.model.protocol.Engine` (``new_session``, ``release``,
+    ``rebuild``, ``infer_batch``) answering every request with GL empty frames."""
 
     model_id = "silent (timing only)"
 
@@ -42,6 +43,6 @@ class SilentEngine:
     def rebuild(self, state: SilentSession, melody_frames, accompaniment_frames) -> None:
         """Nothing to rebuild."""
 
-    def infer_batch(self, requests: list[tuple]) -> list[np.ndarray]:
-        """``(GL, FRAME_LEN)`` empty frames for each ``(state, s, melody_frames, GL, ...)``."""
-        return [empty_frames(int(req[3])) for req in requests]
+    def infer_batch(self, requests: list[EngineRequest]) -> list[np.ndarray]:
+        """``(GL, FRAME_LEN)`` empty frames for each request."""
+        return [empty_frames(int(req.gen_len)) for req in requests]

@@ -1,0 +1,65 @@
+"""Counting what an engine call does: aten ops (each a dispatch, whatever its arithmetic)
+and host reads (``aten._local_scalar_dense``: ``bool(t)``, ``int(t)``, ``t.item()``; on
+CUDA each waits for the device). Counts, not seconds: the same on a busy machine, so the
+regression gate can guard the engine's efficiency without timing noise.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+HOST_READS = {"_local_scalar_dense", "item", "is_nonzero", "equal", "nonzero", "tolist"}
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts every aten op dispatched inside it, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: collections.Counter = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.ops.values())
+
+    @property
+    def host_reads(self) -> int:
+        return sum(n for name, n in self.ops.items() if name in HOST_READS)
+
+
+@dataclass
+class CallCounts:
+    """Ops of one engine call (a prefill and GL ticks), per tick, and its host reads."""
+
+    ops: int
+    ops_per_tick: float
+    host_reads: int
+    top: list[tuple[str, int]]
+
+
+def count_request(engine, melody: np.ndarray, history: int = 256, gen_len: int = 3, sessions: int = 1,
+                  interval: int = 1) -> CallCounts:
+    """Counts of one request of ``gen_len`` ticks, I = ``interval`` after a request at
+    ``history`` (the steady state: the true melody of the last I ticks fed, then GL
+    ticks), for ``sessions`` sessions batched. ``melody`` needs ``history + interval`` frames."""
+    from streammuse.model.requests import EngineRequest
+    from streammuse.model.sampling import Sampling
+
+    states = [engine.new_session(Sampling(seed=i)) for i in range(sessions)]
+    engine.infer_batch([EngineRequest(st, history, melody[:history], gen_len) for st in states])
+    s = history + interval
+    reqs = [EngineRequest(st, s, melody[history:s], gen_len) for st in states]
+    with torch.inference_mode(), OpCounter() as counter:
+        engine.infer_batch(reqs)
+    for st in states:
+        engine.release(st)
+    return CallCounts(counter.total, counter.total / gen_len, counter.host_reads, counter.ops.most_common(8))

@@ -1,0 +1,230 @@
+"""The model runner: the engine's device side (docs/design.md, "The engine").
+
+One per-tick device function, :meth:`ModelRunner.generate`: for every row of a typed
+batch (:class:`TickBatch`) it decodes an accompaniment frame from the row's last global
+state, sampling on the device (:func:`streammuse.model.sampling.draw`, a counter-based
+stream keyed by seed, tick, part and position), encodes the frame it drew, runs the
+global step into the slot cache, then does the same for the melody guess; a request of
+GL ticks is GL such ticks, and the tokens come back to the host once per call. The runner
+knows nothing of sessions: the host side (:mod:`streammuse.model.engine`) keeps the
+history, rolls back, slides the window and hands out slots, and never waits on the device
+in the middle of a call.
+
+Shapes: on CUDA every decoder position runs for every row (a frame that has ended is
+forced to PAD), attention reads the whole slot capacity under a length mask, so the call
+is captured as a CUDA graph per (batch bucket, ticks) and replayed; on the CPU, where
+reading a tensor costs nothing, the decoder stops once every row has ended its frame and
+attention reads only as far as the longest row, which gives the same tokens.
+
+``prefill`` feeds the rows a request brings (the true melody since the last request, or a
+whole rebuilt context): variable length, eager on every device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from streammuse.datasets import vocab
+from streammuse.model.attention import CacheStep, CausalAttention, SlotCache, visible
+from streammuse.model.modeling import PART_A, PART_M, StreamMuseModel
+from streammuse.model.sampling import RowSampling, counter_uniforms, draw, pitch_rank
+
+F = vocab.FRAME_LEN
+SPARE_POSITIONS = 2  # past BOS + W rows: where a fixed-shape tick's writes beyond a request land
+
+
+@dataclass
+class TickBatch:
+    """One engine call's rows as the device reads them, built on the host.
+
+    slots: ``(B,)`` each row's slot. positions: ``(B,)`` the slot's length before the
+    call (the position its next row is written at). seeds, first_tick: ``(B,)`` the keys
+    of the row's random stream (the tick of the first frame the call generates).
+    sampling: the rows' filters. read: the slots as a slice when they are consecutive
+    (the cache is read as a view), else None (gathered by ``slots``). max_position: the
+    largest of ``positions`` (host int: how far the CPU reads).
+    """
+
+    slots: torch.Tensor
+    positions: torch.Tensor
+    seeds: torch.Tensor
+    first_tick: torch.Tensor
+    sampling: RowSampling
+    read: slice | None
+    max_position: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.slots)
+
+
+class ModelRunner:
+    """Device functions over one model and the replica's global-predictor slot cache."""
+
+    def __init__(self, model: StreamMuseModel, device: torch.device, dtype: torch.dtype,
+                 cuda_graphs: bool = True, early_exit: bool | None = None) -> None:
+        self.model, self.device, self.dtype = model, device, dtype
+        cfg = model.config
+        self.cuda = device.type == "cuda"
+        self.early_exit = (not self.cuda) if early_exit is None else early_exit
+        self.fixed_shapes = self.cuda  # attention reads the whole capacity
+        self.cache = SlotCache(cfg.global_layers, cfg.num_attention_heads, cfg.head_dim, cfg.hidden_size,
+                               cfg.max_frames + 1 + SPARE_POSITIONS, device, dtype)
+        self.frames = SlotCache(cfg.decoder_layers, cfg.num_attention_heads, cfg.head_dim, cfg.hidden_size, F,
+                                device, dtype, with_hidden=False)
+        self.causal = CausalAttention(cfg.num_attention_heads)
+        self._rank = pitch_rank(device)  # (1, V)
+        self._pitch_of = self._rank[0].clamp(-1, vocab.N_PITCHES - 1)  # notes' pitch, -1 for the rest
+        self._top_rank = torch.full((1, 1), vocab.N_PITCHES, device=device)  # the last position: EOF only
+        self._frame_pos = [torch.full((1, 1), j, device=device) for j in range(F)]
+        self._rows = torch.arange(8, device=device)[:, None]
+        self._pad = torch.full((8, F), vocab.PAD, device=device, dtype=torch.long)
+        self._cols = torch.arange(F, device=device)
+        self._graphs = None
+        if self.cuda and cuda_graphs:
+            from streammuse.model.cuda_graphs import GraphedGenerate
+
+            self._graphs = GraphedGenerate(self)
+
+    @property
+    def graphed(self) -> bool:
+        return self._graphs is not None
+
+    def _grow_rows(self, b: int) -> None:
+        if b > len(self._rows):
+            n = 1 << (b - 1).bit_length()
+            self._rows = torch.arange(n, device=self.device)[:, None]
+            self._pad = torch.full((n, F), vocab.PAD, device=self.device, dtype=torch.long)
+        self.frames.reserve(b)
+
+    # -- the tick ----------------------------------------------------------------------
+    def generate(self, batch: TickBatch, ticks: int, feed_last: bool) -> torch.Tensor:
+        """``ticks`` ticks for every row: A, then (except after the last tick, unless
+        ``feed_last``) A fed, the melody guess M drawn and fed. Returns the frames drawn,
+        ``(B, 2 * ticks - 1 or 2 * ticks, F)`` long, on the device, in the order
+        A[t], M[t], A[t+1], ...; every row writes ``2 * ticks - 1`` (or ``2 * ticks``)
+        positions from ``positions`` on (the host advances each slot's length by what the
+        row's request keeps)."""
+        self._grow_rows(batch.rows)
+        if self._graphs is not None:
+            return self._graphs.run(batch, ticks, feed_last)
+        return self.generate_eager(batch, ticks, feed_last)
+
+    def generate_eager(self, batch: TickBatch, ticks: int, feed_last: bool) -> torch.Tensor:
+        """:meth:`generate` without a graph (the body a CUDA graph captures)."""
+        u = self._uniforms(batch, ticks)
+        h = self.cache.hidden[batch.slots, batch.positions - 1]
+        out = []
+        written = 0
+        for i in range(ticks):
+            a = self._decode_frame(h, PART_A, u[:, i, :F], batch.sampling)
+            out.append(a)
+            if i == ticks - 1 and not feed_last:
+                break
+            h = self._feed_drawn(a, PART_A, batch, written)
+            m = self._decode_frame(h, PART_M, u[:, i, F:], batch.sampling)
+            out.append(m)
+            h = self._feed_drawn(m, PART_M, batch, written + 1)
+            written += 2
+        return torch.stack(out, dim=1)
+
+    def _uniforms(self, batch: TickBatch, ticks: int) -> torch.Tensor:
+        """``(B, ticks, 2F)`` float32: column ``part * F + position`` of tick ``first_tick + i``."""
+        b = batch.rows
+        t = (batch.first_tick[:, None] + torch.arange(ticks, device=self.device)[None, :]).reshape(-1)
+        u = counter_uniforms(batch.seeds[:, None].expand(b, ticks).reshape(-1), t, 2 * F)
+        return u.view(b, ticks, 2 * F).float()
+
+    def _decode_frame(self, h: torch.Tensor, part: int, u: torch.Tensor, s: RowSampling) -> torch.Tensor:
+        """One frame per row from its global state ``h`` ``(B, H)``: the local decoder one
+        position at a time (its keys and values in the frame cache), each token drawn
+        under the grammar (notes in ascending pitch, then EOF; only EOF at the last
+        position; PAD once the frame has ended). Returns ``(B, F)`` long."""
+        m, b = self.model, h.shape[0]
+        x = (h + m.target_part_emb.weight[part])[:, None]
+        rows = self._rows[:b]
+        ended, last = None, self._pitch_of.new_full((b, 1), -1)
+        toks = []
+        for j in range(F):
+            step = CacheStep(self.frames, slice(0, b), rows, self._frame_pos[j], j + 1, None)
+            logits = m.lm_head(m.decoder(x, step, positions=j)[:, 0])
+            tok = draw(logits, self._rank <= (last if j < F - 1 else self._top_rank), u[:, j : j + 1], s)
+            if ended is not None:
+                tok = tok.masked_fill(ended, vocab.PAD)
+            toks.append(tok)
+            if j == F - 1:
+                break
+            ended = tok == vocab.EOF if ended is None else ended | (tok == vocab.EOF)
+            if self.early_exit and bool(ended.all()):  # CPU only: a host read, free there
+                toks.append(self._pad[:b, : F - 1 - j])
+                break
+            last = torch.maximum(last, self._pitch_of[tok])
+            x = m.tok_emb(tok)
+        return torch.cat(toks, dim=1)
+
+    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Local encoder: ``(N, F)`` frames -> ``(N, H)``, the output at each one's EOF (the
+        global input is this plus the part's embedding)."""
+        m = self.model
+        out = m.encoder(m.tok_emb(frames), self.causal)
+        return (out * (frames == vocab.EOF)[:, :, None]).sum(dim=1)
+
+    def _global_step(self, batch: TickBatch, x: torch.Tensor, query: torch.Tensor, max_query: int) -> torch.Tensor:
+        """The global predictor on ``x`` ``(B, P, H)`` at positions ``query`` ``(B, P)``
+        (clamped into the capacity), continuing each row's slot; writes keys, values and
+        outputs there. ``max_query``: the largest real position (host int)."""
+        cap = self.cache.capacity
+        read_len = cap if self.fixed_shapes else min(cap, max_query + 1)
+        read = batch.slots if batch.read is None or self.fixed_shapes else batch.read
+        step = CacheStep(self.cache, read, batch.slots[:, None], query, read_len, visible(read_len, query))
+        out = self.model.global_predictor(x, step, positions=query)
+        step.keep(out)
+        return out
+
+    def _feed_drawn(self, frame: torch.Tensor, part: int, batch: TickBatch, written: int) -> torch.Tensor:
+        """Encode the frames just drawn and run the global step at ``positions + written``."""
+        query = (batch.positions + written).clamp_max(self.cache.capacity - 1)[:, None]
+        x = self._encode(frame) + self.model.part_emb.weight[part]
+        return self._global_step(batch, x[:, None], query, batch.max_position + written)[:, 0]
+
+    # -- prefill -----------------------------------------------------------------------
+    def prefill(self, batch: TickBatch, frames: np.ndarray, parts: np.ndarray, index: np.ndarray) -> None:
+        """Feed new rows: ``frames`` ``(N, F)`` with ``parts`` ``(N,)``, placed by
+        ``index`` ``(B, P)`` (0 is BOS, ``1 + k`` is frame k; a row's padding may point
+        anywhere) at each row's ``positions`` on. The host advances the lengths."""
+        vecs = self.model.bos.new_zeros(0, self.model.config.hidden_size)
+        if len(frames):
+            f = torch.as_tensor(frames.astype(np.int64), device=self.device)
+            p = torch.as_tensor(parts.astype(np.int64), device=self.device)
+            if not self.cuda:  # an encoding depends on the frame alone: encode each distinct one once
+                key = np.ascontiguousarray(frames.astype(np.int16)).view(np.dtype((np.void, 2 * F))).ravel()
+                _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+                enc = self._encode(f[torch.as_tensor(first, device=self.device)])
+                enc = enc[torch.as_tensor(inverse.ravel(), device=self.device)]
+            else:
+                enc = self._encode(f)
+            vecs = enc + self.model.part_emb(p)
+        src = torch.cat([self.model.bos[None].to(vecs.dtype), vecs])
+        x = src[torch.as_tensor(index, device=self.device)]
+        p_len = index.shape[1]
+        query = (batch.positions[:, None] + torch.arange(p_len, device=self.device)).clamp_max(self.cache.capacity - 1)
+        self._global_step(batch, x, query, batch.max_position + p_len - 1)
+
+    # -- tests and scoring -------------------------------------------------------------
+    def teacher_logits(self, batch: TickBatch, frames: torch.Tensor, part: int) -> torch.Tensor:
+        """The decoder's logits at every position of given frames ``(B, F)`` from each
+        row's last global state, as :meth:`_decode_frame` computes them when it draws
+        those tokens (for comparing the runner with the training forward)."""
+        m, b = self.model, frames.shape[0]
+        self._grow_rows(b)
+        h = self.cache.hidden[batch.slots, batch.positions - 1]
+        x = (h + m.target_part_emb.weight[part])[:, None]
+        out = []
+        for j in range(F):
+            step = CacheStep(self.frames, slice(0, b), self._rows[:b], self._frame_pos[j], j + 1, None)
+            out.append(m.lm_head(m.decoder(x, step, positions=j)[:, 0]))
+            x = m.tok_emb(frames[:, j : j + 1])
+        return torch.stack(out, dim=1)
