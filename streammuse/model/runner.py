@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 from streammuse.datasets import vocab
-from streammuse.model.attention import CacheStep, CausalAttention, SlotCache, visible
+from streammuse.model.attention import CacheStep, SlotCache, visible
+from streammuse.model.frame_coder import FrameCoder
 from streammuse.model.modeling import PART_A, PART_M, StreamMuseModel
-from streammuse.model.sampling import RowSampling, counter_uniforms, draw, pitch_rank
+from streammuse.model.sampling import RowSampling, counter_uniforms
 
 F = vocab.FRAME_LEN
 SPARE_POSITIONS = 2  # past BOS + W rows: where a fixed-shape tick's writes beyond a request land
@@ -65,24 +66,14 @@ class ModelRunner:
     """Device functions over one model and the replica's global-predictor slot cache."""
 
     def __init__(self, model: StreamMuseModel, device: torch.device, dtype: torch.dtype,
-                 cuda_graphs: bool = True, early_exit: bool | None = None) -> None:
+                 cuda_graphs: bool = True, compact: bool | None = None) -> None:
         self.model, self.device, self.dtype = model, device, dtype
         cfg = model.config
         self.cuda = device.type == "cuda"
-        self.early_exit = (not self.cuda) if early_exit is None else early_exit
-        self.fixed_shapes = self.cuda  # attention reads the whole capacity
+        self.fixed_shapes = self.cuda  # attention reads the whole capacity, the slots gathered
         self.cache = SlotCache(cfg.global_layers, cfg.num_attention_heads, cfg.head_dim, cfg.hidden_size,
                                cfg.max_frames + 1 + SPARE_POSITIONS, device, dtype)
-        self.frames = SlotCache(cfg.decoder_layers, cfg.num_attention_heads, cfg.head_dim, cfg.hidden_size, F,
-                                device, dtype, with_hidden=False)
-        self.causal = CausalAttention(cfg.num_attention_heads)
-        self._rank = pitch_rank(device)  # (1, V)
-        self._pitch_of = self._rank[0].clamp(-1, vocab.N_PITCHES - 1)  # notes' pitch, -1 for the rest
-        self._top_rank = torch.full((1, 1), vocab.N_PITCHES, device=device)  # the last position: EOF only
-        self._frame_pos = [torch.full((1, 1), j, device=device) for j in range(F)]
-        self._rows = torch.arange(8, device=device)[:, None]
-        self._pad = torch.full((8, F), vocab.PAD, device=device, dtype=torch.long)
-        self._cols = torch.arange(F, device=device)
+        self.coder = FrameCoder(model, device, dtype, compact=(not self.cuda) if compact is None else compact)
         self._graphs = None
         if self.cuda and cuda_graphs:
             from streammuse.model.cuda_graphs import GraphedGenerate
@@ -94,11 +85,7 @@ class ModelRunner:
         return self._graphs is not None
 
     def _grow_rows(self, b: int) -> None:
-        if b > len(self._rows):
-            n = 1 << (b - 1).bit_length()
-            self._rows = torch.arange(n, device=self.device)[:, None]
-            self._pad = torch.full((n, F), vocab.PAD, device=self.device, dtype=torch.long)
-        self.frames.reserve(b)
+        self.coder.reserve(b)
 
     # -- the tick ----------------------------------------------------------------------
     def generate(self, batch: TickBatch, ticks: int, feed_last: bool) -> torch.Tensor:
@@ -120,12 +107,12 @@ class ModelRunner:
         out = []
         written = 0
         for i in range(ticks):
-            a = self._decode_frame(h, PART_A, u[:, i, :F], batch.sampling)
+            a = self.coder.decode(h, PART_A, u[:, i, :F], batch.sampling)
             out.append(a)
             if i == ticks - 1 and not feed_last:
                 break
             h = self._feed_drawn(a, PART_A, batch, written)
-            m = self._decode_frame(h, PART_M, u[:, i, F:], batch.sampling)
+            m = self.coder.decode(h, PART_M, u[:, i, F:], batch.sampling)
             out.append(m)
             h = self._feed_drawn(m, PART_M, batch, written + 1)
             written += 2
@@ -137,40 +124,6 @@ class ModelRunner:
         t = (batch.first_tick[:, None] + torch.arange(ticks, device=self.device)[None, :]).reshape(-1)
         u = counter_uniforms(batch.seeds[:, None].expand(b, ticks).reshape(-1), t, 2 * F)
         return u.view(b, ticks, 2 * F).float()
-
-    def _decode_frame(self, h: torch.Tensor, part: int, u: torch.Tensor, s: RowSampling) -> torch.Tensor:
-        """One frame per row from its global state ``h`` ``(B, H)``: the local decoder one
-        position at a time (its keys and values in the frame cache), each token drawn
-        under the grammar (notes in ascending pitch, then EOF; only EOF at the last
-        position; PAD once the frame has ended). Returns ``(B, F)`` long."""
-        m, b = self.model, h.shape[0]
-        x = (h + m.target_part_emb.weight[part])[:, None]
-        rows = self._rows[:b]
-        ended, last = None, self._pitch_of.new_full((b, 1), -1)
-        toks = []
-        for j in range(F):
-            step = CacheStep(self.frames, slice(0, b), rows, self._frame_pos[j], j + 1, None)
-            logits = m.lm_head(m.decoder(x, step, positions=j)[:, 0])
-            tok = draw(logits, self._rank <= (last if j < F - 1 else self._top_rank), u[:, j : j + 1], s)
-            if ended is not None:
-                tok = tok.masked_fill(ended, vocab.PAD)
-            toks.append(tok)
-            if j == F - 1:
-                break
-            ended = tok == vocab.EOF if ended is None else ended | (tok == vocab.EOF)
-            if self.early_exit and bool(ended.all()):  # CPU only: a host read, free there
-                toks.append(self._pad[:b, : F - 1 - j])
-                break
-            last = torch.maximum(last, self._pitch_of[tok])
-            x = m.tok_emb(tok)
-        return torch.cat(toks, dim=1)
-
-    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """Local encoder: ``(N, F)`` frames -> ``(N, H)``, the output at each one's EOF (the
-        global input is this plus the part's embedding)."""
-        m = self.model
-        out = m.encoder(m.tok_emb(frames), self.causal)
-        return (out * (frames == vocab.EOF)[:, :, None]).sum(dim=1)
 
     def _global_step(self, batch: TickBatch, x: torch.Tensor, query: torch.Tensor, max_query: int) -> torch.Tensor:
         """The global predictor on ``x`` ``(B, P, H)`` at positions ``query`` ``(B, P)``
@@ -187,7 +140,7 @@ class ModelRunner:
     def _feed_drawn(self, frame: torch.Tensor, part: int, batch: TickBatch, written: int) -> torch.Tensor:
         """Encode the frames just drawn and run the global step at ``positions + written``."""
         query = (batch.positions + written).clamp_max(self.cache.capacity - 1)[:, None]
-        x = self._encode(frame) + self.model.part_emb.weight[part]
+        x = self.coder.encode_drawn(frame) + self.model.part_emb.weight[part]
         return self._global_step(batch, x[:, None], query, batch.max_position + written)[:, 0]
 
     # -- prefill -----------------------------------------------------------------------
@@ -202,10 +155,10 @@ class ModelRunner:
             if not self.cuda:  # an encoding depends on the frame alone: encode each distinct one once
                 key = np.ascontiguousarray(frames.astype(np.int16)).view(np.dtype((np.void, 2 * F))).ravel()
                 _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-                enc = self._encode(f[torch.as_tensor(first, device=self.device)])
+                enc = self.coder.encode(f[torch.as_tensor(first, device=self.device)])
                 enc = enc[torch.as_tensor(inverse.ravel(), device=self.device)]
             else:
-                enc = self._encode(f)
+                enc = self.coder.encode(f)
             vecs = enc + self.model.part_emb(p)
         src = torch.cat([self.model.bos[None].to(vecs.dtype), vecs])
         x = src[torch.as_tensor(index, device=self.device)]
@@ -215,16 +168,7 @@ class ModelRunner:
 
     # -- tests and scoring -------------------------------------------------------------
     def teacher_logits(self, batch: TickBatch, frames: torch.Tensor, part: int) -> torch.Tensor:
-        """The decoder's logits at every position of given frames ``(B, F)`` from each
-        row's last global state, as :meth:`_decode_frame` computes them when it draws
-        those tokens (for comparing the runner with the training forward)."""
-        m, b = self.model, frames.shape[0]
-        self._grow_rows(b)
-        h = self.cache.hidden[batch.slots, batch.positions - 1]
-        x = (h + m.target_part_emb.weight[part])[:, None]
-        out = []
-        for j in range(F):
-            step = CacheStep(self.frames, slice(0, b), self._rows[:b], self._frame_pos[j], j + 1, None)
-            out.append(m.lm_head(m.decoder(x, step, positions=j)[:, 0]))
-            x = m.tok_emb(frames[:, j : j + 1])
-        return torch.stack(out, dim=1)
+        """The decoder's logits ``(B, F, V)`` at every position of given frames ``(B, F)``
+        from each row's last global state, as a tick computes them when it draws those
+        tokens (for comparing the runner with the training forward)."""
+        return self.coder.teacher_logits(self.cache.hidden[batch.slots, batch.positions - 1], part, frames)

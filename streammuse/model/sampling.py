@@ -98,6 +98,10 @@ class RowSampling:
         return cls(host[:, :1].float(), host[:, 1:2].long(), host[:, 2:3].float(),
                    any(k < v for k in ks), any(s.top_p < 1.0 for s in samplings))
 
+    def take(self, rows: torch.Tensor) -> "RowSampling":
+        """The settings of some rows (an index)."""
+        return RowSampling(self.temperature[rows], self.top_k[rows], self.top_p[rows], self.any_top_k, self.any_top_p)
+
     def pad(self, rows: int) -> "RowSampling":
         """The same settings for ``rows`` rows (the extra rows copy row 0: fixed-shape padding)."""
         extra = rows - len(self.temperature)
