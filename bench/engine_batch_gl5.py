@@ -13,7 +13,7 @@ import torch
 
 from streammuse.datasets.frames import song_to_frames
 from streammuse.datasets.testset import load_testset
-from streammuse.model.engine import Sampling, StreamingEngine
+from streammuse.model.engine import EngineRequest, Sampling, StreamingEngine
 
 torch.set_num_threads(1)  # the embedded Local server's thread count on 2 cores
 engine = StreamingEngine.load()
@@ -21,7 +21,7 @@ melodies = [song_to_frames(s)[0] for s in load_testset("testset", max_bars=16)[:
 states = [engine.new_session(Sampling(seed=k)) for k in range(4)]
 times = []
 for s in range(1, 200, 2):
-    batch = [(st, s, m[max(0, s - 2):s], 5, max(0, s - 2)) for st, m in zip(states, melodies)]
+    batch = [EngineRequest(st, s, m[max(0, s - 2):s], 5, max(0, s - 2)) for st, m in zip(states, melodies)]
     start = time.perf_counter()
     engine.infer_batch(batch)
     times.append((time.perf_counter() - start) * 1000)

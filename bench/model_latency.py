@@ -16,7 +16,7 @@ from rich.table import Table
 
 from streammuse.datasets.frames import song_to_frames
 from streammuse.datasets.testset import load_testset
-from streammuse.model.engine import StreamingEngine, generate_offline
+from streammuse.model.engine import EngineRequest, StreamingEngine, generate_offline
 from streammuse.model.sampling import Sampling
 
 
@@ -40,7 +40,7 @@ def batch_latency(engine: StreamingEngine, melodies: list[np.ndarray], gl: int, 
     times = []
     for s in range(1, repeats + 6):
         t = time.perf_counter()
-        engine.infer_batch([(st, s, m[s - 1 : s], gl) for st, m in zip(states, melodies)])
+        engine.infer_batch([EngineRequest(st, s, m[s - 1 : s], gl) for st, m in zip(states, melodies)])
         times.append((time.perf_counter() - t) * 1000)
     return float(np.median(times[5:]))  # the first steps encode nothing yet: warm-up
 

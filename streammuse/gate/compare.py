@@ -48,6 +48,10 @@ RULES: dict[str, Rule] = {
     "nll_wavg": Rule(Direction.LOWER, rel_tol=0.02),
     "fmd": Rule(Direction.LOWER, rel_tol=0.10),
     "notes_per_tick": Rule(Direction.HIGHER, rel_tol=0.25),
+    # The engine's efficiency, counted (not timed): aten ops per tick and host reads.
+    "ops_per_tick_b1": Rule(Direction.LOWER, rel_tol=0.05),
+    "ops_per_tick_b8": Rule(Direction.LOWER, rel_tol=0.05),
+    "fixed_host_reads": Rule(Direction.LOWER, abs_tol=0.0),
 }
 
 

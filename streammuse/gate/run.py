@@ -124,4 +124,10 @@ def run_gate(cfg: GateConfig, engine, out: Path, client_factory=None) -> dict[st
         results.update({f"{name}/{k}": v for k, v in score_run(run_dir, engine).items()})
     if not results:
         raise StreamMuseError("the gate has no configurations to run")
+    if hasattr(engine, "runner"):  # the shipped engine: its efficiency, counted
+        from streammuse.datasets.frames import song_to_frames
+        from streammuse.model.opcount import engine_metrics
+
+        melody = np.concatenate([song_to_frames(s)[0] for s in songs])
+        results.update({f"engine/{k}": v for k, v in engine_metrics(engine, melody).items()})
     return {k: (round(v, 6) if np.isfinite(v) else v) for k, v in results.items()}

@@ -30,6 +30,11 @@ class CausalAttention:
     def __init__(self, heads: int, dropout: float = 0.0) -> None:
         self.heads, self.dropout = heads, dropout
 
+    def __post_init__(self) -> None:
+        # One new position per row (the steady state): flat indices, made once per step.
+        self._flat = (self.write_slot.view(-1), self.write_pos.view(-1)) if self.write_slot.shape[-1] == 1 \
+            and self.write_pos.shape[-1] == 1 else None
+
     def __call__(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         b, p, _ = qkv.shape
         q, k, v = qkv.view(b, p, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
@@ -140,14 +145,25 @@ class CacheStep:
     read_len: int
     mask: torch.Tensor | None
 
+    def __post_init__(self) -> None:
+        # One new position per row (the steady state): flat indices, made once per step.
+        self._flat = (self.write_slot.view(-1), self.write_pos.view(-1)) if self.write_slot.shape[-1] == 1 \
+            and self.write_pos.shape[-1] == 1 else None
+
     def __call__(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         b, p, _ = qkv.shape
-        qkv = qkv.view(b, p, 3, self.cache.heads, -1)
         buf = self.cache.kv[layer]
-        buf[self.write_slot, :, :, self.write_pos] = qkv[:, :, 1:]
+        if p == 1:  # the steady state: (B, 1, 3H) is (B, 3, heads, 1, d) as it lies, no transposes
+            qkv = qkv.view(b, 3, self.cache.heads, 1, -1)
+            buf[self._flat[0], :, :, self._flat[1]] = qkv[:, 1:, :, 0]
+            q = qkv[:, 0]
+        else:
+            qkv = qkv.view(b, p, 3, self.cache.heads, -1)
+            buf[self.write_slot, :, :, self.write_pos] = qkv[:, :, 1:]
+            q = qkv[:, :, 0].transpose(1, 2)
         k, v = buf[self.read, :, :, : self.read_len].unbind(1)
-        ctx = nn.functional.scaled_dot_product_attention(qkv[:, :, 0].transpose(1, 2), k, v, attn_mask=self.mask)
-        return ctx.transpose(1, 2).reshape(b, p, -1)
+        ctx = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
+        return ctx.view(b, 1, -1) if p == 1 else ctx.transpose(1, 2).reshape(b, p, -1)
 
     def keep(self, out: torch.Tensor) -> None:
         """Write the stack's outputs ``(B, P, H)`` at the new positions (``cache.hidden``)."""

@@ -50,13 +50,15 @@ class StreamingEngine:
     :class:`streammuse.model.protocol.SteppingEngine`)."""
 
     def __init__(self, model: StreamMuseModel, device: str | torch.device = "cpu", model_id: str = "streammuse",
-                 dtype: torch.dtype | None = None, cuda_graphs: bool = True, compact: bool | None = None) -> None:
+                 dtype: torch.dtype | None = None, cuda_graphs: bool = True, compact: bool | None = None,
+                 fixed_shapes: bool | None = None) -> None:
         self.device = torch.device(device)
         dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         self.model = model.to(self.device, dtype).eval()
         self.config: StreamMuseConfig = model.config
         self.model_id = model_id
-        self.runner = ModelRunner(self.model, self.device, dtype, cuda_graphs=cuda_graphs, compact=compact)
+        self.runner = ModelRunner(self.model, self.device, dtype, cuda_graphs=cuda_graphs, compact=compact,
+                                  fixed_shapes=fixed_shapes)
         self.slots = self.runner.cache
         self._lock = threading.Lock()
 

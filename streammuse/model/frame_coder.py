@@ -43,12 +43,15 @@ class FrameCoder:
         self._top_rank = torch.full((1, 1), vocab.N_PITCHES, device=device)  # the last position: EOF only
         self._position = [torch.full((1, 1), j, device=device) for j in range(F)]
         self._rows = torch.arange(0, device=device)[:, None]
+        self._pad = torch.full((0, F), vocab.PAD, dtype=torch.long, device=device)
         self._empty: torch.Tensor | None = None
 
     def reserve(self, rows: int) -> None:
         """Room for ``rows`` rows (the frame cache, the row index)."""
         if rows > len(self._rows):
-            self._rows = torch.arange(1 << (rows - 1).bit_length(), device=self.device)[:, None]
+            n = 1 << (rows - 1).bit_length()
+            self._rows = torch.arange(n, device=self.device)[:, None]
+            self._pad = torch.full((n, F), vocab.PAD, dtype=torch.long, device=self.device)
         self.cache.reserve(rows)
 
     # -- decoding ----------------------------------------------------------------------
@@ -85,25 +88,33 @@ class FrameCoder:
     def _decode_compacting(self, h: torch.Tensor, part: int, u: torch.Tensor, s: RowSampling) -> torch.Tensor:
         b = h.shape[0]
         x = (h + self.model.target_part_emb.weight[part])[:, None]
-        out = torch.full((b, F), vocab.PAD, dtype=torch.long, device=self.device)
+        toks, out = [], None  # the tokens of every row while all are open, then scattered into out
         rows, read, open_rows = self._rows[:b], slice(0, b), None  # None: every row is open
         last = self._pitch_of.new_full((b, 1), -1)
         for j in range(F):
             tok = draw(self._position_logits(x, j, rows, read), self._disallowed(last, j), u[:, j : j + 1], s)
-            out[rows[:, 0], j] = tok[:, 0]
+            if out is None:
+                toks.append(tok)
+            else:
+                out[open_rows, j] = tok[:, 0]
             if j == F - 1:
                 break
-            going = tok[:, 0].numpy() != vocab.EOF  # a host read: free on the CPU
+            going = np.array(tok.tolist())[:, 0] != vocab.EOF  # a host read: free on the CPU
             if not going.any():
                 break
             if not going.all():
+                if out is None:
+                    out = torch.full((b, F), vocab.PAD, dtype=torch.long, device=self.device)
+                    out[:, : j + 1] = torch.cat(toks, dim=1)
                 keep = torch.as_tensor(np.flatnonzero(going), device=self.device)
                 open_rows = keep if open_rows is None else open_rows[keep]
                 rows, read = open_rows[:, None], open_rows
                 tok, last, u, s = tok[keep], last[keep], u[keep], s.take(keep)
             last = torch.maximum(last, self._pitch_of[tok])
             x = self.model.tok_emb(tok)
-        return out
+        if out is not None:
+            return out
+        return torch.cat(toks + [self._pad[:b, : F - len(toks)]], dim=1) if len(toks) < F else torch.cat(toks, dim=1)
 
     def teacher_logits(self, h: torch.Tensor, part: int, frames: torch.Tensor) -> torch.Tensor:
         """The decoder's logits ``(B, F, V)`` at every position of given frames ``(B, F)``,

@@ -46,6 +46,23 @@ class CallCounts:
     top: list[tuple[str, int]]
 
 
+def engine_metrics(engine, melody: np.ndarray) -> dict[str, float]:
+    """What the regression gate records of the engine's efficiency: aten ops per tick of a
+    GL = 3 request at B = 1 and at B = 8 (history 256), and the host reads of one device
+    call in the fixed-shape (CUDA) configuration, which must stay 0."""
+    from streammuse.model.engine import EngineRequest, StreamingEngine
+
+    fixed = StreamingEngine(engine.model, engine.device, compact=False, fixed_shapes=True, cuda_graphs=False)
+    state = fixed.new_session()
+    fixed.infer(state, 256, melody[:256], 3)
+    jobs = fixed.begin([EngineRequest(state, 257, melody[256:257], 3)])
+    with torch.inference_mode(), OpCounter() as counter:
+        fixed.runner.generate_eager(fixed._batch([state], [jobs[0].tick]), 3, feed_last=False)
+    return {"ops_per_tick_b1": count_request(engine, melody, 256, 3).ops_per_tick,
+            "ops_per_tick_b8": count_request(engine, melody, 256, 3, sessions=8).ops_per_tick,
+            "fixed_host_reads": float(counter.host_reads)}
+
+
 def count_request(engine, melody: np.ndarray, history: int = 256, gen_len: int = 3, sessions: int = 1,
                   interval: int = 1) -> CallCounts:
     """Counts of one request of ``gen_len`` ticks, I = ``interval`` after a request at

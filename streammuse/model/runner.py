@@ -66,11 +66,13 @@ class ModelRunner:
     """Device functions over one model and the replica's global-predictor slot cache."""
 
     def __init__(self, model: StreamMuseModel, device: torch.device, dtype: torch.dtype,
-                 cuda_graphs: bool = True, compact: bool | None = None) -> None:
+                 cuda_graphs: bool = True, compact: bool | None = None,
+                 fixed_shapes: bool | None = None) -> None:
         self.model, self.device, self.dtype = model, device, dtype
         cfg = model.config
         self.cuda = device.type == "cuda"
-        self.fixed_shapes = self.cuda  # attention reads the whole capacity, the slots gathered
+        # Attention reads the whole capacity, the slots gathered: CUDA's shapes (a graph).
+        self.fixed_shapes = self.cuda if fixed_shapes is None else fixed_shapes
         self.cache = SlotCache(cfg.global_layers, cfg.num_attention_heads, cfg.head_dim, cfg.hidden_size,
                                cfg.max_frames + 1 + SPARE_POSITIONS, device, dtype)
         self.coder = FrameCoder(model, device, dtype, compact=(not self.cuda) if compact is None else compact)

@@ -120,7 +120,8 @@ def draw(logits: torch.Tensor, disallowed: torch.Tensor, u: torch.Tensor, s: Row
     the first of that prefix whose cumulative probability reaches ``u`` ``(B, 1)`` times
     the prefix's mass. Returns ``(B, 1)`` token ids.
     """
-    logits = (logits.float() / s.temperature).masked_fill(disallowed, float("-inf"))
+    logits = (logits if logits.dtype == torch.float32 else logits.float()) / s.temperature
+    logits = logits.masked_fill(disallowed, float("-inf"))
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     p = sorted_logits.softmax(dim=-1)
     c = p.cumsum(dim=-1)
