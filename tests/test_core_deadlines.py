@@ -49,9 +49,9 @@ def test_a_request_that_waited_past_its_last_tick_is_not_computed(engine):
     nxt = core.submit(sid, InferRequest(request_tick=5, gen_len=3, melody=_chunk(4, 1), melody_start=4), 0.4)
     batch = core.take_batch(0.4)
     assert batch.jobs == [nxt]
-    state, s, feed, gl, first = batch.items[0]
-    assert (s, first, gl) == (5, 0, 3)
-    assert [vocab.token_to_note(int(row[0]))[0] for row in feed] == [60, 61, 62, 63, 64]
+    item = batch.items[0]
+    assert (item.request_tick, item.melody_start, item.gen_len) == (5, 0, 3)
+    assert [vocab.token_to_note(int(row[0]))[0] for row in item.melody_frames] == [60, 61, 62, 63, 64]
     core.compute(batch)
     core.finish(batch, 0.45)
     assert nxt.response.status == "ok" and len(nxt.response.accompaniment) == 3
@@ -88,7 +88,7 @@ class _SlowEngine:
         return getattr(self.engine, name)
 
     def infer_batch(self, items):
-        self.calls.append([item[1] for item in items])
+        self.calls.append([item.request_tick for item in items])
         started = time.monotonic()
         out = self.engine.infer_batch(items)
         time.sleep(max(0.0, self.seconds - (time.monotonic() - started)))

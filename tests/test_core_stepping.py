@@ -13,7 +13,7 @@ from streammuse.contract import CreateSessionRequest, InferRequest
 from streammuse.core.drivers import RealtimeDriver, run_now
 from streammuse.core.sessions import CoreOptions, SessionCore
 from streammuse.datasets.frames import empty_frames
-from streammuse.model.engine import Sampling, StreamingEngine
+from streammuse.model.engine import EngineRequest, Sampling, StreamingEngine
 
 
 def _unhurried() -> float:
@@ -50,10 +50,10 @@ def test_a_session_joining_midway_gets_the_tokens_it_gets_alone(engine):
         return out
 
     a, b = engine.new_session(Sampling(seed=3)), engine.new_session(Sampling(seed=4))
-    jobs = engine.begin([(a, 6, _melody(6), 16)])
+    jobs = engine.begin([EngineRequest(a, 6, _melody(6), 16)])
     for _ in range(5):
         engine.step(jobs)
-    jobs += engine.begin([(b, 9, _melody(9, 5), 3)])
+    jobs += engine.begin([EngineRequest(b, 9, _melody(9, 5), 3)])
     steps = 0
     while not jobs[1].done:
         engine.step(jobs)

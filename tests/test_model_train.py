@@ -78,8 +78,12 @@ def test_dropout_is_active_in_train_mode_and_off_in_eval(which):
 def test_dropout_settings_reach_the_llama_stacks_and_the_config_file(tmp_path):
     cfg = preset("tiny", attention_dropout=0.1, residual_dropout=0.2, embedding_dropout=0.3, hidden_size=64)
     model = StreamMuseModel(StreamMuseConfig(**{**cfg.to_dict(), **SIZES}))
+    model.train()
+    assert model.attention().dropout == 0.1  # every stack's attention in train mode
     for stack in (model.encoder, model.global_predictor, model.decoder):
-        assert all(layer.self_attn.attention_dropout == 0.1 for layer in stack.layers)
+        assert all(block.residual_dropout == 0.2 for block in stack.layers)
+    model.eval()
+    assert model.attention().dropout == 0.0
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert (saved["attention_dropout"], saved["residual_dropout"], saved["embedding_dropout"]) == (0.1, 0.2, 0.3)
@@ -98,7 +102,7 @@ def test_weight_decay_only_on_linear_weights():
     assert decayed == {n for n, m in model.named_modules() if isinstance(m, nn.Linear) for n in [f"{n}.weight"]}
     assert {"tok_emb.weight", "part_emb.weight", "target_part_emb.weight", "bos", "encoder.norm.weight",
             "global_predictor.layers.0.input_layernorm.weight"} <= kept
-    assert {"lm_head.weight", "global_predictor.layers.1.self_attn.q_proj.weight",
+    assert {"lm_head.weight", "global_predictor.layers.1.self_attn.qkv_proj.weight",
             "decoder.layers.0.mlp.down_proj.weight"} <= decayed
     assert len(decayed) + len(kept) == len(list(model.parameters()))
 

@@ -80,8 +80,8 @@ class StreamMuseConfig:
         return self.rows_kept_on_slide // 2
 
     def to_dict(self) -> dict:
-        """The sizes, plus ``model_type`` (what ``config.json`` holds)."""
-        return {"model_type": self.model_type, **asdict(self)}
+        """The sizes (``StreamMuseConfig(**d)`` rebuilds it; ``config.json`` adds ``model_type``)."""
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "StreamMuseConfig":
@@ -95,7 +95,8 @@ class StreamMuseConfig:
 
     def save(self, folder: str | Path) -> None:
         """Write ``config.json`` into ``folder``."""
-        (Path(folder) / "config.json").write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        data = {"model_type": self.model_type, **self.to_dict()}
+        (Path(folder) / "config.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 PRESETS: dict[str, dict] = {
