@@ -96,6 +96,7 @@ def child(what: str, repeats: int) -> dict:
 
 def unpack(rev: str, dest: Path) -> Path:
     """The package as it was at ``rev``, under ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
     archive = dest / "old.tar"
     subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), rev, "streammuse"], check=True)
     with tarfile.open(archive) as tar:

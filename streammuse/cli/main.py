@@ -61,6 +61,7 @@ COMMAND_MODULES: list[str] = [
     "streammuse.cli.train",
     "streammuse.cli.jam",
     "streammuse.cli.render",
+    "streammuse.cli.doctor",
 ]
 
 for _name in COMMAND_MODULES:
