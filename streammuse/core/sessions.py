@@ -2,6 +2,9 @@
 
 Every clock drives this object the same way (``drivers.py``):
 
+0. :meth:`SessionCore.create` (with the driver's clock) admits a new session where it is
+   created (issue 31: a full replica refuses the create, not the song's first tick) and
+   holds its room; its engine state is made by its first request.
 1. :meth:`SessionCore.submit` at the moment a request reaches the replica: the session is
    found (or made, when the request needs no history), the melody chunk is kept by tick,
    and the request waits as a :class:`Job`. Refusals are :class:`~streammuse.contract.ApiError`.
@@ -69,7 +72,7 @@ class CoreOptions:
 class Session:
     """One live session on this replica."""
 
-    state: object  # the engine's SessionState
+    state: object  # the engine's SessionState; None: admitted at create, no request yet
     settings: CreateSessionRequest
     last_access_s: float
     fed_until: int = 0  # the engine has (or the running batch gives it) M[0 .. fed_until)
@@ -121,10 +124,11 @@ class Batch:
 class SessionCore:
     """Sessions of one replica over one :class:`~streammuse.model.engine.StreamingEngine`."""
 
-    def __init__(self, engine, options: CoreOptions | None = None, secret: str | bytes | None = None) -> None:
+    def __init__(self, engine, options: CoreOptions | None = None, secret: str | bytes | None = None,
+                 tag: str = "") -> None:
         self.engine = engine
         self.options = options or CoreOptions()
-        self.ids = SessionIds(secret)
+        self.ids = SessionIds(secret, tag)  # tag: the replica its ids route to (serving/router.py)
         self.sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
         self.closed = ClosedIds()
         self.refused = RefusedSessions()  # refused for room lately: demand the autoscaler sees
@@ -137,10 +141,35 @@ class SessionCore:
         self.submissions = 0  # requests accepted so far (a sim waits on this)
 
     # -- sessions ------------------------------------------------------------------
-    def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
-        """A new session id; its state is made on the replica that serves its first infer."""
-        return CreateSessionResponse(session_id=self.ids.encode(request),
-                                     model_id=str(getattr(self.engine, "model_id", "")))
+    def create(self, request: CreateSessionRequest, now_s: float | None = None,
+               client: str | None = None) -> CreateSessionResponse:
+        """A new session id. With ``now_s`` (a driver: the server, a simulation) the session
+        is admitted here and now (core/admission.py) and holds its room from this moment;
+        its engine state is made by its first request. Without it, an id only (callers
+        that drive the core themselves), admitted at its first request.
+
+        Raises:
+            ApiError: 503 overloaded (the replica is full), 429 too_many_sessions.
+        """
+        session_id = self.ids.encode(request)
+        if now_s is not None:
+            self.expire(now_s)
+            # A refused create leaves no id behind: its musician retries with the same
+            # settings from the same address, and that is one session of demand.
+            self._admit(f"create:{client}:{request.model_dump_json()}", now_s, client)
+            self.sessions[session_id] = Session(None, request, now_s, client=client)
+        return CreateSessionResponse(session_id=session_id, model_id=str(getattr(self.engine, "model_id", "")))
+
+    def _admit(self, key: str, now_s: float, client: str | None) -> None:
+        """Room for one more session (sessions that stopped asking give theirs first), or
+        ApiError; a refusal for room counts ``key`` as demand."""
+        opts = self.options
+        for sid in idle_first(self.sessions, now_s, opts.session_idle_s, self.in_flight,
+                              len(self.sessions) + 1 - opts.max_sessions):
+            self._forget(sid)
+        admit((s.client for s in self._live(now_s)), client, opts.max_sessions,
+              per_client_limit(opts.max_sessions, opts.max_sessions_per_client),
+              lambda: self.refused.add(key, now_s))
 
     def close(self, session_id: str, client: str | None = None) -> None:
         """Forget a session here and refuse to revive it. Ids this deployment did not
@@ -181,28 +210,25 @@ class SessionCore:
         for sess in gone:
             if id(sess) in self.in_flight:
                 self._released.append(sess)  # its request still runs: released after it
-            elif release is not None and not any(j.session is sess for j in self.pending):
+            elif release is not None and sess.state is not None and not any(j.session is sess for j in self.pending):
                 release(sess.state)
 
     def _session_for(self, session_id: str, request: InferRequest, now_s: float, client: str | None = None) -> Session:
-        """The session's state here, made fresh (if admitted) when the request needs no history."""
+        """The session's state here, made fresh (if admitted, at create or now) when the
+        request needs no history."""
         if session_id in self.closed:
             raise unknown_session("unknown session: it was closed")
         settings = self.ids.decode(session_id)
         self.expire(now_s)
         sess = self.sessions.get(session_id)
-        if sess is None:
-            if request.context is None and request.chunk_start() > 0:
-                raise unknown_session()  # history is needed and this replica does not hold it
-            opts = self.options
-            for sid in idle_first(self.sessions, now_s, opts.session_idle_s, self.in_flight,
-                                  len(self.sessions) + 1 - opts.max_sessions):
-                self._forget(sid)  # a session that stopped asking gives its room first
-            admit((s.client for s in self._live(now_s)), client, opts.max_sessions,
-                  per_client_limit(opts.max_sessions, opts.max_sessions_per_client),
-                  lambda: self.refused.add(session_id, now_s))
-            sess = Session(self.engine.new_session(_sampling(settings)), settings, now_s, client=client)
+        if (sess is None or sess.state is None) and request.context is None and request.chunk_start() > 0:
+            raise unknown_session()  # history is needed and this replica does not hold it
+        if sess is None:  # not created here, or its room went to another after an idle spell
+            self._admit(session_id, now_s, client)
+            sess = Session(None, settings, now_s, client=client)
             self.sessions[session_id] = sess
+        if sess.state is None:
+            sess.state = self.engine.new_session(_sampling(settings))
         self.sessions.move_to_end(session_id)
         sess.last_access_s = now_s
         return sess

@@ -101,6 +101,9 @@ class DeployOptions:
         return {
             "max_ongoing_requests": limits.max_ongoing_requests,
             "max_queued_requests": limits.max_queued_requests,
+            # Past the queue (a burst beyond what capacity.ray_limits sizes it for), Ray's
+            # proxy answers in plain text; with Retry-After at least, as our own 503s do.
+            "backpressure_config": {"status_code": 503, "retry_after_s": float(RETRY_AFTER_S)},
             "autoscaling_config": {
                 "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
                 "target_ongoing_requests": limits.target_ongoing_requests,
@@ -228,8 +231,10 @@ def create_app(driver=None, token: str | None = None) -> FastAPI:
 
     @app.post("/v1/sessions", dependencies=auth, responses=_ERRORS)
     async def create_session(body: CreateSessionRequest, request: Request) -> CreateSessionResponse:
-        """Open a session; the id is unguessable and carries the session's settings."""
-        return _state(request, "driver").create(body)
+        """Open a session, admitted here: 503 ``overloaded`` when the replica is full, 429
+        ``too_many_sessions`` past the client's share (both with Retry-After). The id is
+        unguessable and carries the session's settings."""
+        return _state(request, "driver").create(body, _client(request))
 
     @app.post("/v1/sessions/{session_id}/infer", dependencies=auth, responses=_ERRORS)
     async def infer(session_id: str, body: InferRequest, request: Request) -> InferResponse:
@@ -263,7 +268,7 @@ def build_app(args: dict | None = None):
     ``args``: DeployOptions fields (serveConfigV2 ``args``).
     """
     from ray import serve
-    from ray.serve.config import AutoscalingConfig, RequestRouterConfig
+    from ray.serve.config import AutoscalingConfig, BackpressureConfig, RequestRouterConfig
 
     options = DeployOptions(**(args or {}))
     if options.session_secret is None and not os.environ.get(SECRET_ENV):
@@ -276,6 +281,7 @@ def build_app(args: dict | None = None):
         name="StreamMuseServer",
         max_ongoing_requests=deployment["max_ongoing_requests"],
         max_queued_requests=deployment["max_queued_requests"],
+        backpressure_config=BackpressureConfig(**deployment["backpressure_config"]),
         ray_actor_options=deployment["ray_actor_options"],
         autoscaling_config=AutoscalingConfig(**deployment["autoscaling_config"]),
         request_router_config=RequestRouterConfig(
@@ -293,10 +299,11 @@ def build_app(args: dict | None = None):
             if opts.max_sessions == 0:  # measure what this replica carries
                 opts.max_sessions = sessions_for(measure_step_ms(engine, opts.plan(), ladder(opts.max_batch_size)),
                                                  opts.plan(), opts.max_batch_size)
-            this_module._REPLICA.update(
-                driver=RealtimeDriver(SessionCore(engine, opts.core_options(), opts.session_secret)),
-                token=os.environ.get(TOKEN_ENV) or None,
-                replica=serve.get_replica_context().replica_id.to_full_id_str())
+            replica_id = serve.get_replica_context().replica_id
+            # The replica's ids carry its unique_id: the router sends their requests here.
+            core = SessionCore(engine, opts.core_options(), opts.session_secret, tag=replica_id.unique_id)
+            this_module._REPLICA.update(driver=RealtimeDriver(core), token=os.environ.get(TOKEN_ENV) or None,
+                                        replica=replica_id.to_full_id_str())
 
         async def record_autoscaling_stats(self) -> dict[str, float]:
             """What the session policy scales on (serving/autoscaling.py): this replica's
