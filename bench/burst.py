@@ -35,20 +35,10 @@ import time
 
 import httpx
 import numpy as np
+from overload import replica_rss_mb  # bench/overload.py (this script's folder is on sys.path)
 
 GEN_LEN, INTERVAL, BPM = 3, 1, 120.0
 TAU_S = 60.0 / (4 * BPM)
-
-
-def replica_rss_mb() -> float:
-    """Resident memory of the Serve replica's process(es), MB."""
-    import psutil
-
-    total = 0
-    for proc in psutil.process_iter(["cmdline"]):
-        if any("ServeReplica" in part for part in (proc.info["cmdline"] or [])):
-            total += proc.memory_info().rss
-    return total / 2**20
 
 
 class Tally:
