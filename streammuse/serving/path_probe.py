@@ -115,7 +115,8 @@ class ProbeSession:
         """Send request s at the onset of tick s-1 for ``seconds``; wait for every answer."""
         self.ticks, tasks = int(seconds / self.tau_s), []
         if not self.sid:
-            return  # refused at create        for s in range(1, self.ticks + 1, self.interval):
+            return  # refused at create
+        for s in range(1, self.ticks + 1, self.interval):
             await asyncio.sleep(max(0.0, start + (s - 1) * self.tau_s - time.perf_counter()))
             if self.refused_ms is not None and not self.statuses.get("ok"):
                 break  # refused: this session never started
