@@ -194,6 +194,10 @@ class SessionCore:
         """Live sessions plus those refused for room that still ask: what autoscaling sizes for."""
         return len(self._live(now_s)) + self.refused.waiting(now_s, self.sessions)
 
+    def room(self, now_s: float) -> int:
+        """Sessions this replica would still admit now (the router places creates by it)."""
+        return max(0, self.options.max_sessions - len(self._live(now_s)))
+
     def _live(self, now_s: float) -> list[Session]:
         return [sess for sess in self.sessions.values() if now_s - sess.last_access_s <= self.options.session_idle_s]
 

@@ -34,13 +34,14 @@ from streammuse.contract import (
 from streammuse.core.drivers import RealtimeDriver
 from streammuse.core.session_ids import SECRET_ENV
 from streammuse.core.sessions import CoreOptions, SessionCore
-from streammuse.serving.autoscaling import CAPACITY_METRIC, DEMAND_METRIC, POLICY_PATH
+from streammuse.serving.autoscaling import CAPACITY_METRIC, DEMAND_METRIC, POLICY_PATH, ROOM_STAT
 from streammuse.serving.capacity import Plan, RayLimits, ladder, measure_step_ms, ray_limits, sessions_for
 from streammuse.serving.jam import mount_jam
 
 TOKEN_ENV = "STREAMMUSE_TOKEN"
 MAX_BODY_BYTES = 1 << 20  # a 4096-tick context is ~200 kB of JSON
 ROUTER_CLASS = "streammuse.serving.router.FailoverHashRouter"
+ROUTING_STATS_PERIOD_S = 1.0
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long", "too_short"}
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 500, 503)}
 RETRY_AFTER_S = 2  # a refused session (429, 503) asks again after about a bar at 120 BPM
@@ -287,7 +288,10 @@ def build_app(args: dict | None = None):
         request_router_config=RequestRouterConfig(
             request_router_class=ROUTER_CLASS,
             # 0 fallbacks: strict affinity; a busy replica queues, and supersedes stale work.
-            request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 0}),
+            request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 0},
+            # Each replica's room (record_routing_stats) reaches the router about every
+            # second: creates go where there is room (serving/router.py).
+            request_routing_stats_period_s=ROUTING_STATS_PERIOD_S, request_routing_stats_timeout_s=5.0),
     )
     @serve.ingress(fastapi_app)
     class StreamMuseServer:
@@ -304,6 +308,14 @@ def build_app(args: dict | None = None):
             core = SessionCore(engine, opts.core_options(), opts.session_secret, tag=replica_id.unique_id)
             this_module._REPLICA.update(driver=RealtimeDriver(core), token=os.environ.get(TOKEN_ENV) or None,
                                         replica=replica_id.to_full_id_str())
+
+        async def record_routing_stats(self) -> dict[str, int]:
+            """What the router places creates by (serving/router.py): the sessions this
+            replica would still admit."""
+            from streammuse.serving import app as this_module
+
+            driver = this_module._REPLICA["driver"]
+            return {ROOM_STAT: driver.core.room(driver.now_s())}
 
         async def record_autoscaling_stats(self) -> dict[str, float]:
             """What the session policy scales on (serving/autoscaling.py): this replica's

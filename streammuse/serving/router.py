@@ -6,10 +6,12 @@ dead replica (issue 13, fail-over within a bar).
   replica's ``unique_id``, ``core/session_ids.py``; issue 31): while that replica is in
   the replica set, the session's requests go there, so the room it was given at create
   is the room it plays in.
-* A create (no ``x-session-id``) goes to the replica with the shortest queue among all
-  (Ray probes their queue lengths), not to a uniform draw: the replica most likely to
-  have room. One that is full answers 503 ``overloaded`` and counts the refusal as demand
-  for the autoscaler (serving/autoscaling.py).
+* A create (no ``x-session-id``) goes where there is room: the replicas that reported
+  the most (their routing stats, ``ROOM_STAT``, pulled about every second) first, the
+  shortest queue among them (Ray probes queue lengths). Where none has room, any replica
+  answers 503 ``overloaded`` and counts the refusal as demand for the autoscaler
+  (serving/autoscaling.py). A report is up to a second or two old, so two creates in
+  one second may meet the same last room: one of them is refused and retries.
 * An id whose replica is gone (or an untagged one) is placed on Ray's hash ring
   (``ConsistentHashRouter``), which is rebuilt only when the controller broadcasts a new
   replica set, seconds after a replica dies. Meanwhile the router already knows
@@ -24,6 +26,21 @@ from __future__ import annotations
 from ray.serve.experimental.consistent_hash_router import ConsistentHashRouter
 
 from streammuse.core.session_ids import routing_tag
+from streammuse.serving.autoscaling import ROOM_STAT
+
+
+def ranks_for_create(replicas: list) -> list[list]:
+    """Replicas for a create, best first: grouped by the room they last reported (most
+    first; a replica that has not reported yet counts as having room), each group one
+    rank (Ray takes the shortest queue within it)."""
+    def room(replica) -> int:
+        stats = getattr(replica, "routing_stats", None) or {}
+        return int(stats.get(ROOM_STAT, 1))
+
+    by_room: dict[int, list] = {}
+    for replica in replicas:
+        by_room.setdefault(room(replica), []).append(replica)
+    return [by_room[r] for r in sorted(by_room, reverse=True)]
 
 
 class FailoverHashRouter(ConsistentHashRouter):
@@ -42,7 +59,7 @@ class FailoverHashRouter(ConsistentHashRouter):
         session_id = pending_request.metadata.session_id
         if not session_id:  # a create, a health probe without affinity
             pending_request.routing_context.should_backoff = True
-            return [list(candidate_replicas)]
+            return ranks_for_create(list(candidate_replicas))
         tag = routing_tag(session_id)
         if tag is not None:
             for replica in candidate_replicas:
