@@ -18,7 +18,10 @@ failures. Exit code 1 when any check failed.
 Sessions are admitted at create (issue 31), so the app's replica holds ``MAX_SESSIONS``
 (no engine state until a session plays): a create is never refused for room in the run.
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/fuzz_api.py --examples 100``
+Run: ``PYTHONPATH=. .venv/bin/python bench/fuzz_api.py --examples 100``. With
+``--examples 1600`` (schemathesis 4.32.5, 2026-12-04 20:30 UTC, load 0.1-1.2 on 2 cores):
+11,203 cases, 0 x 5xx, 0 check failures, 374 infer cases answered 200 by the engine on
+real sessions, 205 s.
 """
 
 from __future__ import annotations
