@@ -45,7 +45,7 @@ from streammuse.contract import (
 )
 from streammuse.core.admission import ClosedIds, RefusedSessions, admit, idle_first, per_client_limit
 from streammuse.core.deadlines import expired
-from streammuse.core.engine_inputs import engine_item, freeze_context
+from streammuse.core.engine_inputs import check_context, engine_item, freeze_context, session_sampling
 from streammuse.core.session_ids import SessionIds
 from streammuse.errors import StreamMuseError
 
@@ -143,10 +143,9 @@ class SessionCore:
     # -- sessions ------------------------------------------------------------------
     def create(self, request: CreateSessionRequest, now_s: float | None = None,
                client: str | None = None) -> CreateSessionResponse:
-        """A new session id. With ``now_s`` (a driver: the server, a simulation) the session
-        is admitted here and now (core/admission.py) and holds its room from this moment;
-        its engine state is made by its first request. Without it, an id only (callers
-        that drive the core themselves), admitted at its first request.
+        """A new session id. With ``now_s`` (a driver) the session is admitted now
+        (core/admission.py) and holds its room; its engine state is made by its first
+        request. Without it, an id only (callers that drive the core themselves).
 
         Raises:
             ApiError: 503 overloaded (the replica is full), 429 too_many_sessions.
@@ -232,7 +231,7 @@ class SessionCore:
             sess = Session(None, settings, now_s, client=client)
             self.sessions[session_id] = sess
         if sess.state is None:
-            sess.state = self.engine.new_session(_sampling(settings))
+            sess.state = self.engine.new_session(session_sampling(settings))
         self.sessions.move_to_end(session_id)
         sess.last_access_s = now_s
         return sess
@@ -250,7 +249,7 @@ class SessionCore:
         sess = self._session_for(session_id, request, now_s, client)
         s = request.request_tick
         if request.context is not None:
-            _check_context(request)
+            check_context(request)
         elif s < sess.fed_until:
             job = Job(session_id, sess, sess.latest, request, now_s)
             job.answer(InferResponse(status="superseded", request_tick=s))
@@ -399,17 +398,3 @@ class SessionCore:
         for job in jobs:
             job.answer(error=error)
 
-
-def _check_context(request: InferRequest) -> None:
-    ctx = request.context
-    if len(ctx.melody) != len(ctx.accompaniment):
-        raise ApiError(422, "bad_request", f"context: {len(ctx.melody)} melody frames but {len(ctx.accompaniment)} accompaniment frames")
-    if len(ctx.melody) > request.request_tick:
-        raise ApiError(422, "out_of_range", f"context covers {len(ctx.melody)} ticks, past request_tick {request.request_tick}")
-
-
-def _sampling(settings: CreateSessionRequest):
-    from streammuse.model.sampling import Sampling
-
-    s = settings.sampling
-    return Sampling(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=settings.seed)

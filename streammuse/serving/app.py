@@ -232,9 +232,7 @@ def create_app(driver=None, token: str | None = None) -> FastAPI:
 
     @app.post("/v1/sessions", dependencies=auth, responses=_ERRORS)
     async def create_session(body: CreateSessionRequest, request: Request) -> CreateSessionResponse:
-        """Open a session, admitted here: 503 ``overloaded`` when the replica is full, 429
-        ``too_many_sessions`` past the client's share (both with Retry-After). The id is
-        unguessable and carries the session's settings."""
+        """Open a session, admitted here (503 overloaded / 429 too_many_sessions refuse it)."""
         return _state(request, "driver").create(body, _client(request))
 
     @app.post("/v1/sessions/{session_id}/infer", dependencies=auth, responses=_ERRORS)
@@ -263,6 +261,14 @@ def load_engine(options: DeployOptions):
     return StreamingEngine.load(options.checkpoint, device=device)
 
 
+def _replica_driver() -> RealtimeDriver:
+    """This replica's driver (published by its ``__init__`` in this module's ``_REPLICA``;
+    looked up by module, as Ray runs a copy of the deployment class)."""
+    from streammuse.serving import app as this_module
+
+    return this_module._REPLICA["driver"]
+
+
 def build_app(args: dict | None = None):
     """Ray Serve application builder (``import_path: streammuse.serving.app:build_app``).
 
@@ -289,8 +295,7 @@ def build_app(args: dict | None = None):
             request_router_class=ROUTER_CLASS,
             # 0 fallbacks: strict affinity; a busy replica queues, and supersedes stale work.
             request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 0},
-            # Each replica's room (record_routing_stats) reaches the router about every
-            # second: creates go where there is room (serving/router.py).
+            # each replica's room (record_routing_stats) for placing creates (serving/router.py)
             request_routing_stats_period_s=ROUTING_STATS_PERIOD_S, request_routing_stats_timeout_s=5.0),
     )
     @serve.ingress(fastapi_app)
@@ -312,17 +317,13 @@ def build_app(args: dict | None = None):
         async def record_routing_stats(self) -> dict[str, int]:
             """What the router places creates by (serving/router.py): the sessions this
             replica would still admit."""
-            from streammuse.serving import app as this_module
-
-            driver = this_module._REPLICA["driver"]
+            driver = _replica_driver()
             return {ROOM_STAT: driver.core.room(driver.now_s())}
 
         async def record_autoscaling_stats(self) -> dict[str, float]:
             """What the session policy scales on (serving/autoscaling.py): this replica's
             demand (live sessions and those refused for room that still ask) and capacity."""
-            from streammuse.serving import app as this_module
-
-            driver = this_module._REPLICA["driver"]
+            driver = _replica_driver()
             return {DEMAND_METRIC: float(driver.core.demand(driver.now_s())),
                     CAPACITY_METRIC: float(driver.core.options.max_sessions)}
 
