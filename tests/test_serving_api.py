@@ -232,9 +232,12 @@ def test_a_full_replica_refuses_the_create_not_the_first_tick(engine):
     musician learnt the server was full once the song had started. Now the create is the
     call that refuses, the admitted sessions hold their room until they play, and one
     that never plays gives it back after ``session_idle_s`` (as any silent session)."""
-    clock = [100.0]
+    import time
+
+    skip = [0.0]  # the driver's clock runs (its batching window must pass) and jumps ahead
     core = SessionCore(engine, CoreOptions(max_sessions=2, max_sessions_per_client=0, session_idle_s=30.0))
-    app = create_app(RealtimeDriver(core, clock=lambda: clock[0]))
+    driver = RealtimeDriver(core, clock=lambda: time.monotonic() + skip[0])
+    app = create_app(driver)
 
     async def main() -> None:
         async with _at(app, "10.0.0.1") as c:
@@ -244,17 +247,18 @@ def test_a_full_replica_refuses_the_create_not_the_first_tick(engine):
                 _error(r, 503, "overloaded")
                 assert r.headers["retry-after"] == "2"
             admitted = [r.json()["session_id"] for r in answers[:2]]
-            assert set(core.sessions) == set(admitted) and core.demand(clock[0]) == 10  # 8 refused still ask
+            assert set(core.sessions) == set(admitted) and core.demand(driver.now_s()) == 10  # 8 refused still ask
             _error(await c.post("/v1/sessions", json={"seed": 2}), 503, "overloaded")  # one of them retries
-            assert core.demand(clock[0]) == 10  # the same musician: the autoscaler sees it once
+            assert core.demand(driver.now_s()) == 10  # the same musician: the autoscaler sees it once
             for sid in admitted:  # the admitted play: their first infer is never refused
                 r = await c.post(f"/v1/sessions/{sid}/infer", json={"request_tick": 0, "gen_len": 1})
                 assert r.status_code == 200 and r.json()["status"] == "ok"
-            clock[0] += 29.0
+            skip[0] += 29.0
             _error(await c.post("/v1/sessions", json={}), 503, "overloaded")  # still live: never evicted
-            clock[0] += 2.0  # 31 s without a request: their room goes to a new session
-            fresh = await c.post("/v1/sessions", json={})
+            skip[0] += 2.0  # 31 s without a request: their room goes to a new session
+            fresh = await c.post("/v1/sessions", json={"seed": 2})  # the musician who retried
             assert fresh.status_code == 200 and fresh.json()["session_id"] in core.sessions
+            assert core.refused.waiting(driver.now_s(), core.sessions) == 7  # admitted: no longer waiting
             # the one whose room went is admitted again at its next first infer, if there is room
             r = await c.post(f"/v1/sessions/{admitted[1]}/infer", json={"request_tick": 0, "gen_len": 1})
             assert r.status_code == 200

@@ -153,9 +153,10 @@ class SessionCore:
         session_id = self.ids.encode(request)
         if now_s is not None:
             self.expire(now_s)
-            # A refused create leaves no id behind: its musician retries with the same
-            # settings from the same address, and that is one session of demand.
-            self._admit(f"create:{client}:{request.model_dump_json()}", now_s, client)
+            # A refused create leaves no id: a musician retrying (same settings, address) is one demand.
+            key = f"create:{client}:{request.model_dump_json()}"
+            self._admit(key, now_s, client)
+            self.refused.discard(key)  # admitted now: it no longer waits
             self.sessions[session_id] = Session(None, request, now_s, client=client)
         return CreateSessionResponse(session_id=session_id, model_id=str(getattr(self.engine, "model_id", "")))
 
@@ -217,8 +218,7 @@ class SessionCore:
                 release(sess.state)
 
     def _session_for(self, session_id: str, request: InferRequest, now_s: float, client: str | None = None) -> Session:
-        """The session's state here, made fresh (if admitted, at create or now) when the
-        request needs no history."""
+        """The session's state here, made fresh (admitted at create or now) if the request needs no history."""
         if session_id in self.closed:
             raise unknown_session("unknown session: it was closed")
         settings = self.ids.decode(session_id)
