@@ -68,11 +68,13 @@ class Session:
         """Arrive at ``t0 + arrive_s``; play (or wait to be admitted) until ``t0 + end_s``."""
         await asyncio.sleep(max(0.0, t0 + arrive_s - time.perf_counter()))
         while time.perf_counter() < t0 + end_s:
-            # A new id each time: the router places a session by its id, so a refused one
-            # asking again under a new id may land on a replica with room.
-            self.sid = (await self.http.post("/v1/sessions", json={"seed": self.seed, "bpm": BPM})).json()["session_id"]
-            if await self._ask(1, time.perf_counter()):  # the first request decides admission
-                break
+            # The create decides admission (issue 31) and goes to a replica with room; the
+            # first request may still meet a full replica (one that held no room for it).
+            created = await self.http.post("/v1/sessions", json={"seed": self.seed, "bpm": BPM})
+            if created.status_code == 200:
+                self.sid = created.json()["session_id"]
+                if await self._ask(1, time.perf_counter()):
+                    break
             self.refusals += 1
             await asyncio.sleep(2.0)  # the server's Retry-After
         else:

@@ -3,7 +3,9 @@
 The app (random ``tiny`` weights, a bearer token, the real session core and batcher) is
 served by uvicorn on a free local port in this process; schemathesis generates requests
 for every operation, positive (fitting the schema) and negative (not fitting it); the
-session-scoped ones both on generated ids and on a real, freshly opened session. Every answer is checked for:
+session-scoped ones both on generated ids and on a real, freshly opened session that has
+already played its first tick (so that generated infer bodies reach the engine, not the
+404 "history needed" of a session that never played; issue 31). Every answer is checked for:
 
 * 5xx (``not_a_server_error``);
 * response-schema violations: status code, content type and body not as documented
@@ -13,7 +15,13 @@ session-scoped ones both on generated ids and on a real, freshly opened session.
 Prints one JSON line: cases, per-status counts, failures per check, and the first few
 failures. Exit code 1 when any check failed.
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/fuzz_api.py --examples 100``
+Sessions are admitted at create (issue 31), so the app's replica holds ``MAX_SESSIONS``
+(no engine state until a session plays): a create is never refused for room in the run.
+
+Run: ``PYTHONPATH=. .venv/bin/python bench/fuzz_api.py --examples 100``. With
+``--examples 1600`` (schemathesis 4.32.5, 2026-12-04 20:30 UTC, load 0.1-1.2 on 2 cores):
+11,203 cases, 0 x 5xx, 0 check failures, 374 infer cases answered 200 by the engine on
+real sessions, 205 s.
 """
 
 from __future__ import annotations
@@ -28,9 +36,10 @@ import time
 import httpx
 
 TOKEN = "fuzz-token"
+MAX_SESSIONS = 100_000
 
 
-def start_app(max_sessions: int = 64) -> tuple[str, object]:
+def start_app(max_sessions: int = MAX_SESSIONS) -> tuple[str, object]:
     """The app on uvicorn in a thread; its URL and the server (``should_exit`` stops it)."""
     import uvicorn
 
@@ -60,6 +69,7 @@ class Tally:
     def __init__(self) -> None:
         self.cases = 0
         self.statuses: collections.Counter = collections.Counter()
+        self.by_operation: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.failures: collections.Counter = collections.Counter()
         self.examples: list[dict] = []
         self.unsatisfiable: list[str] = []  # operation (mode) with no case to generate
@@ -97,6 +107,7 @@ def check_case(case, response, tally: Tally, checks: list, spec: dict) -> None:
     """Run each check alone, so every failure is counted under its own name."""
     tally.cases += 1
     tally.statuses[response.status_code] += 1
+    tally.by_operation[case.operation.label][response.status_code] += 1
     for check in checks:
         try:
             case.validate_response(response, checks=[check])
@@ -143,7 +154,7 @@ def fuzz(url: str, examples: int, seed: int) -> Tally:
             # A session-scoped operation runs twice: on generated ids, and on a real session
             # (set on the strategy: editing a generated case trips schemathesis issue 4099).
             for real in ([False, True] if session_scoped else [False]):
-                fixed = {"session_id": http.post("/v1/sessions", json={}).json()["session_id"]} if real else None
+                fixed = {"session_id": _played_session(http)} if real else None
 
                 @hypothesis_seed(seed)
                 @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
@@ -160,6 +171,15 @@ def fuzz(url: str, examples: int, seed: int) -> Tally:
     return tally
 
 
+def _played_session(http: httpx.Client) -> str:
+    """A new session that has played tick 0: later requests need no context."""
+    sid = http.post("/v1/sessions", json={}).json()["session_id"]
+    r = http.post(f"/v1/sessions/{sid}/infer", json={"request_tick": 0, "gen_len": 1}, headers={"x-session-id": sid})
+    if r.status_code != 200:
+        raise SystemExit(f"the fuzz session's first tick: {r.status_code} {r.text[:200]}")
+    return sid
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=100, help="cases per operation and mode")
@@ -173,6 +193,7 @@ def main() -> None:
         server.should_exit = True
     server_errors = sum(n for status, n in tally.statuses.items() if status >= 500)
     print(json.dumps({"cases": tally.cases, "server_errors_5xx": server_errors, "statuses": dict(sorted(tally.statuses.items())),
+                      "by_operation": {op: dict(sorted(c.items())) for op, c in tally.by_operation.items()},
                       "failures": dict(tally.failures), "no_cases": tally.unsatisfiable,
                       "schema_checked_by_jsonschema_2020_12": tally.tool_bug, "examples": tally.examples,
                       "seconds": round(time.monotonic() - started, 1)}, indent=1))

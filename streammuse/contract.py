@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from streammuse.datasets import vocab
 from streammuse.datasets.song import TICKS_PER_BEAT
@@ -56,11 +56,25 @@ def unknown_session(detail: str = "unknown session: re-send the context") -> Api
 
 
 # -- wire models ---------------------------------------------------------------------
-Pitch = Annotated[int, Field(ge=vocab.MIN_PITCH, le=vocab.MAX_PITCH, strict=True)]
-DurationTicks = Annotated[int, Field(ge=1, le=1024, strict=True)]
+def _integral(value: object) -> object:
+    """An ``integer`` field takes what JSON Schema's ``integer`` takes (issue 31): a JSON
+    number with no fractional part, ``4`` or ``4.0`` (one value in JSON's data model, so a
+    schema cannot tell them apart, and a client's JSON library may write either);
+    never a string or a boolean, nor ``4.5``. The integral float becomes the int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value  # the strict int check refuses everything else (str, bool, 4.5, NaN)
+
+
+# Numbers on the wire (issue 31): integer fields as above; number fields are strict floats
+# (a JSON number, never a string like "120" or a boolean) and finite, so NaN and Infinity
+# get their own message ("Input should be a finite number"), not a range's.
+StrictInt = Annotated[int, BeforeValidator(_integral), Field(strict=True)]
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Pitch = Annotated[StrictInt, Field(ge=vocab.MIN_PITCH, le=vocab.MAX_PITCH)]
+DurationTicks = Annotated[StrictInt, Field(ge=1, le=1024)]
 WireNote = tuple[Pitch, DurationTicks]
 WireFrame = Annotated[list[WireNote], Field(max_length=vocab.MAX_NOTES_PER_FRAME)]
-StrictInt = Annotated[int, Field(strict=True)]
 
 
 class _Strict(BaseModel):
@@ -70,15 +84,15 @@ class _Strict(BaseModel):
 class SamplingSettings(_Strict):
     """Sampling settings of a session."""
 
-    temperature: float = Field(1.0, gt=0.0, le=5.0)
+    temperature: FiniteFloat = Field(1.0, gt=0.0, le=5.0)
     top_k: StrictInt = Field(0, ge=0, le=vocab.VOCAB_SIZE)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_p: FiniteFloat = Field(0.95, gt=0.0, le=1.0)
 
 
 class CreateSessionRequest(_Strict):
     """POST /v1/sessions."""
 
-    bpm: float = Field(120.0, ge=MIN_BPM, le=MAX_BPM)
+    bpm: FiniteFloat = Field(120.0, ge=MIN_BPM, le=MAX_BPM)
     sampling: SamplingSettings = SamplingSettings()
     seed: StrictInt = Field(0, ge=0, le=2**31 - 1)
 

@@ -38,14 +38,15 @@ def test_a_measured_size_that_breaks_the_bound_caps_the_capacity():
 
 
 def test_ray_deployment_options_come_from_the_capacity():
-    assert ray_limits(8) == (48, 8, 6.0)
+    assert ray_limits(8) == (48, 528, 6.0)  # the queue holds a burst of cheap calls (issue 31)
     options = DeployOptions(max_sessions=8, random_weights=True)
     deployment = build_app({"max_sessions": 8, "random_weights": True})._bound_deployment
-    assert (deployment.max_ongoing_requests, deployment.max_queued_requests) == (48, 8)
+    assert (deployment.max_ongoing_requests, deployment.max_queued_requests) == (48, 528)
     assert deployment._deployment_config.autoscaling_config.target_ongoing_requests == 6.0
-    assert options.deployment_options()["max_queued_requests"] == 8
+    assert options.deployment_options()["max_queued_requests"] == 528
+    assert deployment._deployment_config.backpressure_config.retry_after_s == 2  # past it Ray says when to retry
     # Replicas that measure their own: Ray's limits from their bound, max_batch_size.
-    assert DeployOptions(max_sessions=0, max_batch_size=16).ray_limits() == (64, 16, 12.0)
+    assert DeployOptions(max_sessions=0, max_batch_size=16).ray_limits() == (64, 544, 12.0)
     # A flag given wins.
     assert DeployOptions(max_sessions=8, max_ongoing_requests=40).ray_limits().max_ongoing_requests == 40
 

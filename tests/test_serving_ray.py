@@ -10,15 +10,18 @@ import httpx
 import pytest
 import ray
 
-from streammuse.serving.raylocal import start_local, stop_local
+from streammuse.core.session_ids import routing_tag
+from streammuse.serving.raylocal import redeploy, start_local, stop_local
+from streammuse.serving.router import ranks_for_create
+
+# A fixed capacity: measured on a loaded test machine it can read 1, and the rebuilt
+# session would then be refused (503) by the surviving replica.
+OPTIONS = {"min_replicas": 2, "max_replicas": 2, "random_weights": True, "num_cpus": 0.5, "max_sessions": 8}
 
 
 @pytest.fixture(scope="module")
 def url():
-    # A fixed capacity: measured on a loaded test machine it can read 1, and the rebuilt
-    # session would then be refused (503) by the surviving replica.
-    base = start_local({"min_replicas": 2, "max_replicas": 2, "random_weights": True, "num_cpus": 0.5, "max_sessions": 8},
-                       num_cpus=2)
+    base = start_local(OPTIONS, num_cpus=2)
     yield base
     stop_local()
 
@@ -66,9 +69,10 @@ def test_a_killed_replica_session_rebuilds_from_context(url):
     with ThreadPoolExecutor(2) as pool:
         for _ in range(2):
             assert list(pool.map(lambda song: song.step().json()["status"], songs)) == ["ok", "ok"]
-    for song in songs:  # affinity: every request of a session reached one replica
+    for song in songs:  # affinity: every request of a session reached one replica, the one its id names
         first = song.replica
         assert song.step().status_code == 200 and song.replica == first
+        assert first.endswith(f"#{routing_tag(song.id)}")
     victim = songs[0].replica
     ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
     killed = time.monotonic()
@@ -89,3 +93,35 @@ def test_the_jam_page_is_served_through_ray_serve(url):
     assert page.status_code == 200 and 'src="static/jam.js"' in page.text
     assert "text/javascript" in httpx.get(f"{url}/jam/static/client.js", timeout=30.0).headers["content-type"]
     assert httpx.get(f"{url}/jam/config.json", timeout=30.0).json()["takes"] is False  # replicas keep no takes
+
+
+def test_creates_are_ranked_by_the_room_replicas_report():
+    class Replica:  # what the router reads of a replica: the routing stats it last reported
+        def __init__(self, name: str, stats: dict) -> None:
+            self.name, self.routing_stats = name, stats
+
+    full, a, b, unreported = Replica("full", {"room": 0}), Replica("a", {"room": 3}), Replica("b", {"room": 3}), Replica("new", {})
+    ranks = ranks_for_create([full, a, b, unreported])
+    assert [[r.name for r in rank] for rank in ranks] == [["a", "b"], ["new"], ["full"]]
+
+
+def test_a_create_lands_where_there_is_room(url):
+    """Issue 31: with one session of room per replica, the second create goes to the
+    replica that has room (creates carry no session id: Ray's ring would draw a replica
+    at random), and the third, with none left, is refused at create."""
+    redeploy({**OPTIONS, "max_sessions": 1, "max_sessions_per_client": 0}, url)
+    http = httpx.Client(base_url=url, timeout=60.0)
+    replicas = []
+    for _ in range(2):
+        time.sleep(2.5)  # the replicas' room reaches the router about every second
+        r = http.post("/v1/sessions", json={})
+        assert r.status_code == 200, r.text
+        sid = r.json()["session_id"]
+        played = http.post(f"/v1/sessions/{sid}/infer", json={"request_tick": 0, "gen_len": 1}, headers={"x-session-id": sid})
+        assert played.status_code == 200
+        replicas.append(played.headers["x-streammuse-replica"])
+        assert replicas[-1].endswith(f"#{routing_tag(sid)}")
+    assert replicas[0] != replicas[1]
+    time.sleep(2.5)
+    full = http.post("/v1/sessions", json={})
+    assert full.status_code == 503 and full.json()["code"] == "overloaded"

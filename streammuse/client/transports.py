@@ -75,6 +75,8 @@ def raise_for(status: int, body) -> None:
         raise ServerUnavailable(f"server answered {status}") from None
     if error.code == "unknown_session":
         raise UnknownSession(error.detail)
+    if status == 429:  # too_many_sessions: a refusal to retry later (Retry-After), as a 503
+        raise ServerUnavailable(f"server refused the request (429 {error.code}): {error.detail}", status)
     raise StreamMuseError(f"server refused the request ({status} {error.code}): {error.detail}")
 
 

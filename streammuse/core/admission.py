@@ -93,6 +93,10 @@ class RefusedSessions:
         while len(self._at) > self.limit:
             self._at.popitem(last=False)
 
+    def discard(self, session_id: str) -> None:
+        """``session_id`` was admitted after all: it no longer waits."""
+        self._at.pop(session_id, None)
+
     def waiting(self, now_s: float, live: Iterable[str] = ()) -> int:
         """How many refused sessions are still asking (refused within the window and not
         admitted since: not in ``live``)."""

@@ -47,9 +47,9 @@ class _Driver:
     def now_s(self) -> float:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
-        """Open a session."""
-        return self.core.create(request)
+    def create(self, request: CreateSessionRequest, client: str | None = None) -> CreateSessionResponse:
+        """Open a session, admitted now (``client``: who asks, core/admission.py); raises ApiError."""
+        return self.core.create(request, self.now_s(), client)
 
     def close(self, session_id: str, client: str | None = None) -> None:
         """Close a session (``client``: who asks, core/admission.py)."""

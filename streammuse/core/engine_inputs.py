@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streammuse.contract import InferRequest, wire_to_frames
+from streammuse.contract import ApiError, CreateSessionRequest, InferRequest, wire_to_frames
 from streammuse.datasets import vocab
 from streammuse.model.requests import EngineRequest
 
@@ -32,3 +32,20 @@ def engine_item(sess, request: InferRequest) -> EngineRequest:
     sess.fed_until = max(sess.fed_until, s)
     feed = np.stack(rows) if rows else np.zeros((0, vocab.FRAME_LEN), dtype=np.int16)
     return EngineRequest(sess.state, s, feed, request.gen_len, start)
+
+
+def check_context(request: InferRequest) -> None:
+    """A re-sent context's own checks (422): as many accompaniment as melody frames, none past s."""
+    ctx = request.context
+    if len(ctx.melody) != len(ctx.accompaniment):
+        raise ApiError(422, "bad_request", f"context: {len(ctx.melody)} melody frames but {len(ctx.accompaniment)} accompaniment frames")
+    if len(ctx.melody) > request.request_tick:
+        raise ApiError(422, "out_of_range", f"context covers {len(ctx.melody)} ticks, past request_tick {request.request_tick}")
+
+
+def session_sampling(settings: CreateSessionRequest):
+    """The engine's sampling settings of a session."""
+    from streammuse.model.sampling import Sampling
+
+    s = settings.sampling
+    return Sampling(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=settings.seed)

@@ -38,18 +38,37 @@ def deployment_secret(secret: str | bytes | None = None) -> bytes:
     return secret.encode() if isinstance(secret, str) else secret
 
 
-class SessionIds:
-    """Issues and checks the session ids of one deployment."""
+TAG_SEPARATOR = "~"  # not in urlsafe base64: ``<tag>~<random>`` in an id's first part
 
-    def __init__(self, secret: str | bytes | None = None) -> None:
+
+def routing_tag(session_id: str) -> str | None:
+    """The replica tag an id carries (its first part's ``<tag>~``), or None."""
+    first = session_id.split(".", 1)[0]
+    tag, sep, _ = first.rpartition(TAG_SEPARATOR)
+    return tag if sep and tag else None
+
+
+class SessionIds:
+    """Issues and checks the session ids of one deployment. ``tag`` (a replica's short id)
+    is written into each id's random part, ``<tag>~<random>``, and signed with it: the
+    router sends the session's requests to the replica that admitted it
+    (``serving/router.py``)."""
+
+    def __init__(self, secret: str | bytes | None = None, tag: str = "") -> None:
         self._key = deployment_secret(secret)
+        if tag and (TAG_SEPARATOR in tag or "." in tag or not tag.isascii()):
+            raise ValueError(f"session id tag {tag!r}: no '.', '~' or non-ASCII characters")
+        self.tag = tag
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:SIGNATURE_BYTES])
 
     def encode(self, request: CreateSessionRequest) -> str:
         """A fresh unguessable, signed id carrying the session's settings."""
-        body = f"{secrets.token_urlsafe(RANDOM_ID_BYTES)}.{_b64(request.model_dump_json().encode())}"
+        random_part = secrets.token_urlsafe(RANDOM_ID_BYTES)
+        if self.tag:
+            random_part = f"{self.tag}{TAG_SEPARATOR}{random_part}"
+        body = f"{random_part}.{_b64(request.model_dump_json().encode())}"
         return f"{body}.{self._sign(body)}"
 
     def decode(self, session_id: str) -> CreateSessionRequest:

@@ -2,6 +2,9 @@
 
 Every clock drives this object the same way (``drivers.py``):
 
+0. :meth:`SessionCore.create` (with the driver's clock) admits a new session where it is
+   created (issue 31: a full replica refuses the create, not the song's first tick) and
+   holds its room; its engine state is made by its first request.
 1. :meth:`SessionCore.submit` at the moment a request reaches the replica: the session is
    found (or made, when the request needs no history), the melody chunk is kept by tick,
    and the request waits as a :class:`Job`. Refusals are :class:`~streammuse.contract.ApiError`.
@@ -42,7 +45,7 @@ from streammuse.contract import (
 )
 from streammuse.core.admission import ClosedIds, RefusedSessions, admit, idle_first, per_client_limit
 from streammuse.core.deadlines import expired
-from streammuse.core.engine_inputs import engine_item, freeze_context
+from streammuse.core.engine_inputs import check_context, engine_item, freeze_context, session_sampling
 from streammuse.core.session_ids import SessionIds
 from streammuse.errors import StreamMuseError
 from streammuse.model.requests import EngineRequest
@@ -70,7 +73,7 @@ class CoreOptions:
 class Session:
     """One live session on this replica."""
 
-    state: object  # the engine's SessionState
+    state: object  # the engine's SessionState; None: admitted at create, no request yet
     settings: CreateSessionRequest
     last_access_s: float
     fed_until: int = 0  # the engine has (or the running batch gives it) M[0 .. fed_until)
@@ -122,10 +125,11 @@ class Batch:
 class SessionCore:
     """Sessions of one replica over one :class:`~streammuse.model.engine.StreamingEngine`."""
 
-    def __init__(self, engine, options: CoreOptions | None = None, secret: str | bytes | None = None) -> None:
+    def __init__(self, engine, options: CoreOptions | None = None, secret: str | bytes | None = None,
+                 tag: str = "") -> None:
         self.engine = engine
         self.options = options or CoreOptions()
-        self.ids = SessionIds(secret)
+        self.ids = SessionIds(secret, tag)  # tag: the replica its ids route to (serving/router.py)
         self.sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
         self.closed = ClosedIds()
         self.refused = RefusedSessions()  # refused for room lately: demand the autoscaler sees
@@ -138,10 +142,35 @@ class SessionCore:
         self.submissions = 0  # requests accepted so far (a sim waits on this)
 
     # -- sessions ------------------------------------------------------------------
-    def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
-        """A new session id; its state is made on the replica that serves its first infer."""
-        return CreateSessionResponse(session_id=self.ids.encode(request),
-                                     model_id=str(getattr(self.engine, "model_id", "")))
+    def create(self, request: CreateSessionRequest, now_s: float | None = None,
+               client: str | None = None) -> CreateSessionResponse:
+        """A new session id. With ``now_s`` (a driver) the session is admitted now
+        (core/admission.py) and holds its room; its engine state is made by its first
+        request. Without it, an id only (callers that drive the core themselves).
+
+        Raises:
+            ApiError: 503 overloaded (the replica is full), 429 too_many_sessions.
+        """
+        session_id = self.ids.encode(request)
+        if now_s is not None:
+            self.expire(now_s)
+            # A refused create leaves no id: a musician retrying (same settings, address) is one demand.
+            key = f"create:{client}:{request.model_dump_json()}"
+            self._admit(key, now_s, client)
+            self.refused.discard(key)  # admitted now: it no longer waits
+            self.sessions[session_id] = Session(None, request, now_s, client=client)
+        return CreateSessionResponse(session_id=session_id, model_id=str(getattr(self.engine, "model_id", "")))
+
+    def _admit(self, key: str, now_s: float, client: str | None) -> None:
+        """Room for one more session (sessions that stopped asking give theirs first), or
+        ApiError; a refusal for room counts ``key`` as demand."""
+        opts = self.options
+        for sid in idle_first(self.sessions, now_s, opts.session_idle_s, self.in_flight,
+                              len(self.sessions) + 1 - opts.max_sessions):
+            self._forget(sid)
+        admit((s.client for s in self._live(now_s)), client, opts.max_sessions,
+              per_client_limit(opts.max_sessions, opts.max_sessions_per_client),
+              lambda: self.refused.add(key, now_s))
 
     def close(self, session_id: str, client: str | None = None) -> None:
         """Forget a session here and refuse to revive it. Ids this deployment did not
@@ -166,6 +195,10 @@ class SessionCore:
         """Live sessions plus those refused for room that still ask: what autoscaling sizes for."""
         return len(self._live(now_s)) + self.refused.waiting(now_s, self.sessions)
 
+    def room(self, now_s: float) -> int:
+        """Sessions this replica would still admit now (the router places creates by it)."""
+        return max(0, self.options.max_sessions - len(self._live(now_s)))
+
     def _live(self, now_s: float) -> list[Session]:
         return [sess for sess in self.sessions.values() if now_s - sess.last_access_s <= self.options.session_idle_s]
 
@@ -182,28 +215,24 @@ class SessionCore:
         for sess in gone:
             if id(sess) in self.in_flight:
                 self._released.append(sess)  # its request still runs: released after it
-            elif release is not None and not any(j.session is sess for j in self.pending):
+            elif release is not None and sess.state is not None and not any(j.session is sess for j in self.pending):
                 release(sess.state)
 
     def _session_for(self, session_id: str, request: InferRequest, now_s: float, client: str | None = None) -> Session:
-        """The session's state here, made fresh (if admitted) when the request needs no history."""
+        """The session's state here, made fresh (admitted at create or now) if the request needs no history."""
         if session_id in self.closed:
             raise unknown_session("unknown session: it was closed")
         settings = self.ids.decode(session_id)
         self.expire(now_s)
         sess = self.sessions.get(session_id)
-        if sess is None:
-            if request.context is None and request.chunk_start() > 0:
-                raise unknown_session()  # history is needed and this replica does not hold it
-            opts = self.options
-            for sid in idle_first(self.sessions, now_s, opts.session_idle_s, self.in_flight,
-                                  len(self.sessions) + 1 - opts.max_sessions):
-                self._forget(sid)  # a session that stopped asking gives its room first
-            admit((s.client for s in self._live(now_s)), client, opts.max_sessions,
-                  per_client_limit(opts.max_sessions, opts.max_sessions_per_client),
-                  lambda: self.refused.add(session_id, now_s))
-            sess = Session(self.engine.new_session(_sampling(settings)), settings, now_s, client=client)
+        if (sess is None or sess.state is None) and request.context is None and request.chunk_start() > 0:
+            raise unknown_session()  # history is needed and this replica does not hold it
+        if sess is None:  # not created here, or its room went to another after an idle spell
+            self._admit(session_id, now_s, client)
+            sess = Session(None, settings, now_s, client=client)
             self.sessions[session_id] = sess
+        if sess.state is None:
+            sess.state = self.engine.new_session(session_sampling(settings))
         self.sessions.move_to_end(session_id)
         sess.last_access_s = now_s
         return sess
@@ -221,7 +250,7 @@ class SessionCore:
         sess = self._session_for(session_id, request, now_s, client)
         s = request.request_tick
         if request.context is not None:
-            _check_context(request)
+            check_context(request)
         elif s < sess.fed_until:
             job = Job(session_id, sess, sess.latest, request, now_s)
             job.answer(InferResponse(status="superseded", request_tick=s))
@@ -370,17 +399,3 @@ class SessionCore:
         for job in jobs:
             job.answer(error=error)
 
-
-def _check_context(request: InferRequest) -> None:
-    ctx = request.context
-    if len(ctx.melody) != len(ctx.accompaniment):
-        raise ApiError(422, "bad_request", f"context: {len(ctx.melody)} melody frames but {len(ctx.accompaniment)} accompaniment frames")
-    if len(ctx.melody) > request.request_tick:
-        raise ApiError(422, "out_of_range", f"context covers {len(ctx.melody)} ticks, past request_tick {request.request_tick}")
-
-
-def _sampling(settings: CreateSessionRequest):
-    from streammuse.model.sampling import Sampling
-
-    s = settings.sampling
-    return Sampling(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=settings.seed)

@@ -34,13 +34,14 @@ from streammuse.contract import (
 from streammuse.core.drivers import RealtimeDriver
 from streammuse.core.session_ids import SECRET_ENV
 from streammuse.core.sessions import CoreOptions, SessionCore
-from streammuse.serving.autoscaling import CAPACITY_METRIC, DEMAND_METRIC, POLICY_PATH
+from streammuse.serving.autoscaling import CAPACITY_METRIC, DEMAND_METRIC, POLICY_PATH, ROOM_STAT
 from streammuse.serving.capacity import Plan, RayLimits, ladder, measure_step_ms, ray_limits, sessions_for
 from streammuse.serving.jam import mount_jam
 
 TOKEN_ENV = "STREAMMUSE_TOKEN"
 MAX_BODY_BYTES = 1 << 20  # a 4096-tick context is ~200 kB of JSON
 ROUTER_CLASS = "streammuse.serving.router.FailoverHashRouter"
+ROUTING_STATS_PERIOD_S = 1.0
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_long", "too_short"}
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 429, 500, 503)}
 RETRY_AFTER_S = 2  # a refused session (429, 503) asks again after about a bar at 120 BPM
@@ -101,6 +102,9 @@ class DeployOptions:
         return {
             "max_ongoing_requests": limits.max_ongoing_requests,
             "max_queued_requests": limits.max_queued_requests,
+            # Past the queue (a burst beyond what capacity.ray_limits sizes it for), Ray's
+            # proxy answers in plain text; with Retry-After at least, as our own 503s do.
+            "backpressure_config": {"status_code": 503, "retry_after_s": float(RETRY_AFTER_S)},
             "autoscaling_config": {
                 "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
                 "target_ongoing_requests": limits.target_ongoing_requests,
@@ -228,8 +232,8 @@ def create_app(driver=None, token: str | None = None) -> FastAPI:
 
     @app.post("/v1/sessions", dependencies=auth, responses=_ERRORS)
     async def create_session(body: CreateSessionRequest, request: Request) -> CreateSessionResponse:
-        """Open a session; the id is unguessable and carries the session's settings."""
-        return _state(request, "driver").create(body)
+        """Open a session, admitted here (503 overloaded / 429 too_many_sessions refuse it)."""
+        return _state(request, "driver").create(body, _client(request))
 
     @app.post("/v1/sessions/{session_id}/infer", dependencies=auth, responses=_ERRORS)
     async def infer(session_id: str, body: InferRequest, request: Request) -> InferResponse:
@@ -257,13 +261,21 @@ def load_engine(options: DeployOptions):
     return StreamingEngine.load(options.checkpoint, device=device)
 
 
+def _replica_driver() -> RealtimeDriver:
+    """This replica's driver (published by its ``__init__`` in this module's ``_REPLICA``;
+    looked up by module, as Ray runs a copy of the deployment class)."""
+    from streammuse.serving import app as this_module
+
+    return this_module._REPLICA["driver"]
+
+
 def build_app(args: dict | None = None):
     """Ray Serve application builder (``import_path: streammuse.serving.app:build_app``).
 
     ``args``: DeployOptions fields (serveConfigV2 ``args``).
     """
     from ray import serve
-    from ray.serve.config import AutoscalingConfig, RequestRouterConfig
+    from ray.serve.config import AutoscalingConfig, BackpressureConfig, RequestRouterConfig
 
     options = DeployOptions(**(args or {}))
     if options.session_secret is None and not os.environ.get(SECRET_ENV):
@@ -276,12 +288,15 @@ def build_app(args: dict | None = None):
         name="StreamMuseServer",
         max_ongoing_requests=deployment["max_ongoing_requests"],
         max_queued_requests=deployment["max_queued_requests"],
+        backpressure_config=BackpressureConfig(**deployment["backpressure_config"]),
         ray_actor_options=deployment["ray_actor_options"],
         autoscaling_config=AutoscalingConfig(**deployment["autoscaling_config"]),
         request_router_config=RequestRouterConfig(
             request_router_class=ROUTER_CLASS,
             # 0 fallbacks: strict affinity; a busy replica queues, and supersedes stale work.
-            request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 0}),
+            request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 0},
+            # each replica's room (record_routing_stats) for placing creates (serving/router.py)
+            request_routing_stats_period_s=ROUTING_STATS_PERIOD_S, request_routing_stats_timeout_s=5.0),
     )
     @serve.ingress(fastapi_app)
     class StreamMuseServer:
@@ -293,17 +308,22 @@ def build_app(args: dict | None = None):
             if opts.max_sessions == 0:  # measure what this replica carries
                 opts.max_sessions = sessions_for(measure_step_ms(engine, opts.plan(), ladder(opts.max_batch_size)),
                                                  opts.plan(), opts.max_batch_size)
-            this_module._REPLICA.update(
-                driver=RealtimeDriver(SessionCore(engine, opts.core_options(), opts.session_secret)),
-                token=os.environ.get(TOKEN_ENV) or None,
-                replica=serve.get_replica_context().replica_id.to_full_id_str())
+            replica_id = serve.get_replica_context().replica_id
+            # The replica's ids carry its unique_id: the router sends their requests here.
+            core = SessionCore(engine, opts.core_options(), opts.session_secret, tag=replica_id.unique_id)
+            this_module._REPLICA.update(driver=RealtimeDriver(core), token=os.environ.get(TOKEN_ENV) or None,
+                                        replica=replica_id.to_full_id_str())
+
+        async def record_routing_stats(self) -> dict[str, int]:
+            """What the router places creates by (serving/router.py): the sessions this
+            replica would still admit."""
+            driver = _replica_driver()
+            return {ROOM_STAT: driver.core.room(driver.now_s())}
 
         async def record_autoscaling_stats(self) -> dict[str, float]:
             """What the session policy scales on (serving/autoscaling.py): this replica's
             demand (live sessions and those refused for room that still ask) and capacity."""
-            from streammuse.serving import app as this_module
-
-            driver = this_module._REPLICA["driver"]
+            driver = _replica_driver()
             return {DEMAND_METRIC: float(driver.core.demand(driver.now_s())),
                     CAPACITY_METRIC: float(driver.core.options.max_sessions)}
 

@@ -22,6 +22,9 @@ from typing import Any
 DEMAND_METRIC = "session_demand"
 CAPACITY_METRIC = "max_sessions"
 POLICY_PATH = "streammuse.serving.autoscaling:session_policy"
+# Not autoscaling's, but reported beside it: the sessions a replica would still admit, in
+# its routing stats, by which the router places creates (serving/router.py).
+ROOM_STAT = "room"
 
 
 def replicas_for(demand: float, capacity: float) -> int:

@@ -101,16 +101,24 @@ class RayLimits(NamedTuple):
 # the admitted sessions' too (measured: with room for 2, the one admitted session of 16
 # offered got 1 answer in 160 requests, 2026-11-29 18:50 UTC).
 ROOM_WITHOUT_ENGINE = 32
+# Requests the proxy may hold for a replica at once. Ray counts a request as queued while
+# its replica is being chosen, not only while every replica is full, so a burst of cheap
+# calls fills it within milliseconds: with the old N (1 on a small CPU replica), 8 of 16
+# creates sent together got Ray's plain-text "Request dropped due to backpressure"
+# (issue 31). Admission bounds what waits on the engine (2 N requests); the rest are
+# answered without it, within milliseconds, so a queue this deep drains as fast as it fills.
+QUEUE_FOR_BURSTS = 512
 
 
 def ray_limits(sessions: int) -> RayLimits:
     """From B* (N): superseding keeps at most two requests of a session in a replica (one
     in the running batch, one waiting), so ``max_ongoing_requests = 2 N +
-    ROOM_WITHOUT_ENGINE``; past it the proxy queues at most one request per session
-    (``max_queued_requests = N``; beyond, Ray answers 503 at once instead of holding
-    requests nothing can supersede); autoscaling adds a replica when the replicas average
-    more than rho N requests in flight (a session has about one in flight at a time)."""
-    return RayLimits(2 * sessions + ROOM_WITHOUT_ENGINE, sessions, float(max(1, math.floor(UTILISATION * sessions))))
+    ROOM_WITHOUT_ENGINE``; the proxy holds ``max_queued_requests = 2 N + QUEUE_FOR_BURSTS``
+    more (a burst of creates, deletes and probes is answered by the replica, with a code,
+    not refused by the proxy in plain text); autoscaling adds a replica when the replicas
+    average more than rho N requests in flight (a session has about one in flight at a time)."""
+    return RayLimits(2 * sessions + ROOM_WITHOUT_ENGINE, 2 * sessions + QUEUE_FOR_BURSTS,
+                     float(max(1, math.floor(UTILISATION * sessions))))
 
 
 def _wire_melody(first: int, ticks: int) -> list:

@@ -94,7 +94,7 @@ class ProbeSession:
         wait for the answer: the timed requests then run at the full context window, as
         a minute into a song, not on a short fresh context (cheaper per step)."""
         h = self.context_ticks
-        if h > 0:
+        if h > 0 and self.sid:
             context = {"melody": [[[60 + t % 12, 1]] for t in range(h)],
                        "accompaniment": [[[48 + t % 12, 2], [55 + t % 12, 2]] for t in range(h)]}
             await self._post(http, {"request_tick": h, "gen_len": 1, "context": context})
@@ -114,6 +114,8 @@ class ProbeSession:
     async def run(self, http: httpx.AsyncClient, start: float, seconds: float) -> None:
         """Send request s at the onset of tick s-1 for ``seconds``; wait for every answer."""
         self.ticks, tasks = int(seconds / self.tau_s), []
+        if not self.sid:
+            return  # refused at create
         for s in range(1, self.ticks + 1, self.interval):
             await asyncio.sleep(max(0.0, start + (s - 1) * self.tau_s - time.perf_counter()))
             if self.refused_ms is not None and not self.statuses.get("ok"):
@@ -154,21 +156,32 @@ def offer(url: str, n: int, seconds: float, bpm: float = 120.0, interval: int = 
                 histories = [low + k * (high - low) // n for k in range(n)]
             else:
                 histories = [context_ticks] * n
-            sids = []
-            for k in range(n):
-                r = await http.post("/v1/sessions", json={"seed": k, "bpm": bpm})
-                r.raise_for_status()
-                sids.append(r.json()["session_id"])
-            sessions = [ProbeSession(sid, interval, gen_len, tau_ms(bpm) / 1000, context_ticks=h)
-                        for sid, h in zip(sids, histories)]
+            sessions = [await _create(http, k, bpm, interval, gen_len, h) for k, h in enumerate(histories)]
             await asyncio.gather(*(p.enter(http) for p in sessions))
             start = time.perf_counter() + 0.5
             await asyncio.gather(*(p.run(http, start, seconds) for p in sessions))
-            for sid in sids:
-                await http.delete(f"/v1/sessions/{sid}", headers={"x-session-id": sid})
+            for p in sessions:
+                if p.sid:
+                    await http.delete(f"/v1/sessions/{p.sid}", headers={"x-session-id": p.sid})
             return sessions
 
     return asyncio.run(go())
+
+
+async def _create(http: httpx.AsyncClient, seed: int, bpm: float, interval: int, gen_len: int,
+                  history: int) -> ProbeSession:
+    """Open one offered session; a full replica refuses it here, at create (429 / 503:
+    a session with no id, its refusal latency kept); any other answer is a bug."""
+    sent = time.perf_counter()
+    r = await http.post("/v1/sessions", json={"seed": seed, "bpm": bpm})
+    probe = ProbeSession("", interval, gen_len, tau_ms(bpm) / 1000, context_ticks=history)
+    if r.status_code in (429, 503):
+        probe.refused_ms = (time.perf_counter() - sent) * 1000
+        probe.statuses[f"{r.status_code} {_code(r)}"] = 1
+        return probe
+    r.raise_for_status()
+    probe.sid = r.json()["session_id"]
+    return probe
 
 
 def plays_in_real_time(sessions: list[ProbeSession], first_tick: int = 1) -> bool:

@@ -127,7 +127,10 @@ def init_quietly(address: str | None, num_cpus: int | None) -> None:
     # keep the default, drop the warning (and Serve's INFO lines).
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     _quiet_serve()
-    ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+    # address None: a new instance of our own ("local"), even where another one runs on
+    # this host (a `ray start` cluster), which ray.init(address=None) would join, and then
+    # refuse num_cpus ("When connecting to an existing cluster, num_cpus ... must not be provided").
+    ray.init(address=address or "local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              namespace="streammuse", ignore_reinit_error=True, logging_level=logging.WARNING)
     _state["started_here"] = address is None
     if address is None and threading.current_thread() is threading.main_thread() \
