@@ -335,10 +335,9 @@ class SessionCore:
         """Run the batch's engine work (rebuilds, then one ``infer_batch``, or ``run``:
         ``engine.begin`` for continuous batching); any thread.
 
-        A bad request (a ``StreamMuseError`` from the engine) fails alone: the batch is
-        re-run one request at a time. Any other exception fails the whole batch with
-        ``internal_error`` and never escapes, so no request waits for an answer that
-        will not come.
+        A bad request (a ``StreamMuseError`` from the engine) fails alone: the batch is re-run
+        one request at a time. Any other exception fails the whole batch with
+        ``internal_error`` and never escapes: no request waits for an answer that won't come.
         """
         started = time.perf_counter()
         try:
