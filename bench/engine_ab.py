@@ -6,7 +6,8 @@ Figures (median of each child's repeats, then over rounds):
 - ``gl3_b1``: a GL = 3 request at B = 1 after a 512-tick history (the window has slid);
 - ``gl3_b8``, ``gl3_b16``: one batched GL = 3 request of 8 / 16 sessions (200 ticks in);
 - ``offline``: offline generation, 16 songs x 64 ticks in one call per tick (ticks/s);
-- ``ops_tick``: aten ops per tick of a GL = 3 request at B = 1 (history 256).
+- ``ops_tick``: aten ops per tick of a GL = 3 request at B = 1 (history 256);
+- ``generate_s``: ``python -m streammuse generate`` of a one-bar melody, start to finish (s).
 
 Run: ``.venv/bin/python bench/engine_ab.py [--old 0318fae] [--rounds 3]``
 """
@@ -94,6 +95,23 @@ def child(what: str, repeats: int) -> dict:
     return out
 
 
+def generate_seconds(env: dict, tmp: Path) -> float:
+    """Seconds of ``python -m streammuse generate`` on a one-bar melody (C D E F, 120 BPM)."""
+    import pretty_midi
+
+    melody = tmp / "onebar.mid"
+    if not melody.exists():
+        pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+        inst = pretty_midi.Instrument(0, name="melody")
+        inst.notes += [pretty_midi.Note(90, p, i * 0.5, i * 0.5 + 0.5) for i, p in enumerate((60, 62, 64, 65))]
+        pm.instruments.append(inst)
+        pm.write(str(melody))
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "streammuse", "generate", str(melody), "--out", str(tmp / "acc.mid")],
+                   env=env, cwd=tmp, check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
 def unpack(rev: str, dest: Path) -> Path:
     """The package as it was at ``rev``, under ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -129,7 +147,10 @@ def main() -> None:
                                       cwd=tmp)
                 if done.returncode:
                     sys.exit(f"{impl} child failed:\n{done.stderr[-3000:]}")
-                results[impl].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                figures = json.loads(done.stdout.strip().splitlines()[-1])
+                if args.what == "all":
+                    figures["generate_s"] = generate_seconds(env, Path(tmp))
+                results[impl].append(figures)
                 print(f"round {r + 1} {impl}: {results[impl][-1]}", flush=True)
     keys = list(results["new"][0])
     table = Table(title=f"engine: {args.old} (old) vs working tree (new), one thread, {args.rounds} rounds alternating")
@@ -140,7 +161,7 @@ def main() -> None:
         new = float(np.median([x[k] for x in results["new"]]))
         table.add_row(k, f"{old:.1f}", f"{new:.1f}", f"{new / old:.2f}")
     Console().print(table)
-    print("ms for gl3_*, ticks/s for offline, ops for ops_tick; load average", os.getloadavg())
+    print("ms for gl3_*, ticks/s for offline, ops for ops_tick, s for generate_s; load average", os.getloadavg())
 
 
 if __name__ == "__main__":
