@@ -8,19 +8,20 @@
 #   sh image/standin-base.sh [TAG]      (as root, with a running dockerd; ~5 min)
 #
 # Environment: STANDIN_DIR (the debootstrap folder, default build/standin-rootfs),
-# DEBIAN_MIRROR, PIP_CERT (a CA bundle for pip inside the build; default the host's).
+# DEBIAN_MIRROR, DOCKER (the client), PIP_CERT (a CA bundle for pip inside the build; default the host's).
 set -eu
 TAG=${1:-streammuse-standin/ray:2.60.0-py311-cpu}
 DIR=${STANDIN_DIR:-build/standin-rootfs}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 HERE=$(cd "$(dirname "$0")" && pwd)
-if ! docker image inspect streammuse-standin/rootfs:bookworm >/dev/null 2>&1; then
+DOCKER=${DOCKER:-docker}
+if ! $DOCKER image inspect streammuse-standin/rootfs:bookworm >/dev/null 2>&1; then
     rm -rf "$DIR"
     # python3 of bookworm is 3.11; ca-certificates for pip; procps for ps in checks.
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,procps \
         bookworm "$DIR" "$MIRROR"
     rm -rf "$DIR"/var/cache/apt/archives/*.deb "$DIR"/var/lib/apt/lists/*
-    tar -C "$DIR" -c . | docker import - streammuse-standin/rootfs:bookworm
+    tar -C "$DIR" -c . | $DOCKER import - streammuse-standin/rootfs:bookworm
     rm -rf "$DIR"
 fi
 # The build runs pip against PyPI: host network (no bridge here), the host's CA bundle.
@@ -29,4 +30,4 @@ CTX=$(mktemp -d)
 trap 'rm -rf "$CTX"' EXIT
 cp "$HERE/standin.Dockerfile" "$CTX/Dockerfile"
 cp "$CERT" "$CTX/pip-cert.pem"
-docker build --network host -t "$TAG" "$CTX"
+$DOCKER build --network host -t "$TAG" "$CTX"
