@@ -147,16 +147,16 @@ class ReplicaKiller(httpx.BaseTransport):
     def __init__(self, inner: httpx.BaseTransport, pids: dict[str, int]) -> None:
         self.inner, self.pids = inner, pids  # replica id (the x-streammuse-replica header) -> pid
         self.answers: list[tuple[int, str, int, str]] = []  # (tick, session, status, replica)
-        self.killed: tuple[str, float] | None = None
+        self.killed: tuple[str, str] | None = None  # (replica, the song's session on it)
         self.lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         tick = json.loads(request.content).get("request_tick", -1) if request.url.path.endswith("/infer") else -1
         with self.lock:
             if self.killed is None and tick >= KILL_AT_TICK and self.answers:
-                victim = self.answers[-1][3]
+                _, session, _, victim = self.answers[-1]
                 os.kill(self.pids[victim], signal.SIGKILL)
-                self.killed = (victim, time.monotonic())
+                self.killed = (victim, session)
         response = self.inner.handle_request(request)
         if tick >= 0:
             self.answers.append((tick, request.headers.get("x-session-id", ""), response.status_code,
@@ -206,12 +206,12 @@ def test_a_song_moves_when_its_replica_process_on_the_worker_dies(cluster, tmp_p
                        out=tmp_path, concurrency=1)
     path, _ = rp.run_pair(cfg, rp.load_songs(cfg), rp.resolve_profile(cfg), transport=transport, model_id="cluster")
     assert killer.killed is not None, "the song never reached the tick where its replica dies"
-    victim = killer.killed[0]
-    before = {r for t, _, s, r in killer.answers if t < KILL_AT_TICK and s == 200}
+    victim, session = killer.killed
     after = [(t, sid, r) for t, sid, s, r in killer.answers if t >= KILL_AT_TICK and s == 200]
-    assert before == {victim}  # affinity: one replica played the song until it died
-    assert after and {r for _, _, r in after} - {victim}, "no request was answered by another replica after the kill"
-    assert after[0][1] != killer.answers[0][1]  # the song moved to a new session
+    # (On a loaded machine the song may already have moved once before, on its deadline.)
+    assert after, "no request was answered after the kill"
+    assert victim not in {r for _, _, r in after}  # the other replica played the rest
+    assert session not in {sid for _, sid, _ in after}  # on a new session, rebuilt from the context
     ticks = pd.read_parquet(path / "ticks.parquet")
     gap = _longest_gap_ticks(ticks, KILL_AT_TICK)
     print(f"\nfail-over: longest stretch without a fresh frame after the kill {gap} ticks = {gap * TAU_S:.2f} s; "
