@@ -44,14 +44,18 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
 
 
 def _torch_wheel() -> Path | None:
-    """This machine's torch==2.13.0 wheel into image/wheels/ (pip's own pick, from its
-    find-links), where the build takes it before the index; None where pip has none."""
+    """A torch==2.13.0 CPU wheel that pip finds on this machine (its find-links, no index:
+    nothing is downloaded) into image/wheels/, where the build takes it before the index;
+    None where there is none, and the build takes torch from the CPU index."""
     for old in WHEELS.glob("torch-*.whl"):
         old.unlink()
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "torch==2.13.0", "-d", str(WHEELS)],
-                   capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-index", "--no-deps", "torch==2.13.0",
+                    "-d", str(WHEELS)], capture_output=True, timeout=600)
     found = sorted(WHEELS.glob("torch-2.13.0*.whl"))
-    return found[0] if found else None
+    for wheel in found:
+        if "+cpu" not in wheel.name:  # a CUDA build would bring its NVIDIA libraries along
+            wheel.unlink()
+    return next((w for w in found if w.exists()), None)
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +73,8 @@ def image():
         build = subprocess.run(
             ["nice", "-n", "15", DOCKER, "build", "--network", "host", "-t", IMAGE,
              "--build-arg", f"BASE_CPU={STANDIN}", "--build-arg", f"BASE_GPU={STANDIN}",
-             # the wheel is in image/wheels/; the index only has to answer for the rest
-             "--build-arg", "TORCH_INDEX_CPU=https://pypi.org/simple", str(ROOT)],
+             # with the wheel in image/wheels/ the CPU index (out of reach here) is not needed
+             *(["--build-arg", "TORCH_INDEX_CPU=https://pypi.org/simple"] if wheel else []), str(ROOT)],
             capture_output=True, text=True, timeout=3600, env={**os.environ, "DOCKER_BUILDKIT": "1"})
     finally:
         if wheel is not None:
