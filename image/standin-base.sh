@@ -7,17 +7,17 @@
 #
 #   sh image/standin-base.sh [TAG]      (as root, with a running dockerd; ~5 min)
 #
-# Environment: STANDIN_DIR (the debootstrap folder, default build/standin-rootfs),
+# Environment: STANDIN_DIR (the debootstrap folder, default build/standin-rootfs of the repository),
 # DEBIAN_MIRROR, DOCKER (the client), PIP_CERT (a CA bundle for pip inside the build; default the host's).
 set -eu
 TAG=${1:-streammuse-standin/ray:2.60.0-py311-cpu}
-DIR=${STANDIN_DIR:-build/standin-rootfs}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 HERE=$(cd "$(dirname "$0")" && pwd)
+DIR=${STANDIN_DIR:-$HERE/../build/standin-rootfs}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DOCKER=${DOCKER:-docker}
 if ! $DOCKER image inspect streammuse-standin/rootfs:bookworm >/dev/null 2>&1; then
-    rm -rf "$DIR"
-    # python3 of bookworm is 3.11; ca-certificates for pip; procps for ps in checks.
+    rm -rf "$DIR" && mkdir -p "$DIR"  # debootstrap wants the folder's parent to exist
+    # python3 of bookworm is 3.11; ca-certificates for pip; procps: ps inside, for debugging.
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,procps \
         bookworm "$DIR" "$MIRROR"
     rm -rf "$DIR"/var/cache/apt/archives/*.deb "$DIR"/var/lib/apt/lists/*

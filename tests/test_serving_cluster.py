@@ -111,7 +111,7 @@ def cluster(tmp_path_factory):
     _wait_healthy(url, 240.0)
     info = {"url": url, "dash": f"http://127.0.0.1:{dash_port}", "manifest": manifest, "config": config,
             "client": client, "address": nodes.address, "head": nodes.head_node.node_id, "worker": worker.node_id,
-            "nodes": nodes, "worker_node": worker,
+            "nodes": nodes, "worker_node": worker, "env": env,
             "start_to_serving_s": time.monotonic() - started}
     print(f"\ncluster start to serving: {info['start_to_serving_s']:.1f} s")
     try:
@@ -120,7 +120,10 @@ def cluster(tmp_path_factory):
         ray.shutdown()
         nodes.shutdown()
         for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
 
 
 def _wait_healthy(url: str, timeout_s: float) -> None:
@@ -183,6 +186,9 @@ def test_the_manifests_config_serves_on_the_worker_with_its_probes_secret_and_po
     assert {k: v for k, v in stripped.items() if k not in ("proxy_location", "http_options")} == original
     replicas = _replicas(cluster)
     assert len(replicas) == 2 and {r["node_id"] for r in replicas} == {cluster["worker"]}
+    for replica in replicas:  # the Secret's value reached every replica process
+        environ = Path(f"/proc/{replica['pid']}/environ").read_bytes().decode().split("\0")
+        assert {f"{k}={v}" for k, v in cluster["env"].items()} <= set(environ)
     # The probes the pods would run, at the paths the manifest names.
     head_pod, _, worker_pod = _pods(manifest)
     assert httpx.get(cluster["url"] + worker_pod["readinessProbe"]["httpGet"]["path"], timeout=5).status_code == 200
