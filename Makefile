@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 SM := $(VENV)/bin/streammuse
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup run test test-browser bench clean
+.PHONY: all setup run test test-browser test-image bench clean
 
 all: run
 
@@ -41,6 +41,25 @@ test-browser: setup
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 	$(PY) -m pip install -q -e '.[test,browser]'
 	$(PY) -m pytest -q -s tests/browser
+
+# The CPU image, built from the Dockerfile and checked from outside (tests/image): /healthz,
+# /v1/model, a song replayed through it, uid 1000, the package's checkpoint, `docker stop`
+# within its grace period, the size; figures into runs/test-image-<time>.json. Not part of
+# `make test`: as root it installs Debian's docker.io and debootstrap (about 100 MB), starts
+# dockerd if none answers, and builds for minutes. What this machine needed that a user's
+# would not (docs/deploy.md, "The image, built here"): dockerd without a bridge or iptables
+# (vfs storage; containers on the host network), a stand-in for rayproject/ray made with
+# debootstrap (Docker Hub is out of reach: image/standin-base.sh), the host's CA bundle for
+# pip inside the build, and the local torch 2.13.0 CPU wheel (image/wheels/, not on the CPU index).
+# DOCKER: Debian's client, whose BuildKit needs no buildx plugin (/usr/local/bin/docker here does).
+DOCKER ?= $(shell test -x /usr/bin/docker && echo /usr/bin/docker || echo docker)
+test-image: setup
+	@command -v dockerd >/dev/null && command -v debootstrap >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap; }
+	@$(DOCKER) info >/dev/null 2>&1 || { mkdir -p build; echo "starting dockerd (log: build/dockerd.log)"; \
+		nohup dockerd --storage-driver vfs --iptables=false --bridge=none >build/dockerd.log 2>&1 & \
+		for i in $$(seq 60); do $(DOCKER) info >/dev/null 2>&1 && break; sleep 1; done; }
+	DOCKER=$(DOCKER) $(PY) -m pytest -q -s -p no:warnings tests/image
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -54,6 +54,18 @@ def _run_remote(cfg: ReplayConfig, model: str | None, random_weights: bool, eval
         return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
+def _run_on_ray_node(cfg: ReplayConfig, model: str | None, random_weights: bool, evaluate: bool) -> dict[str, bytes]:
+    """Ray task body: :func:`_run_remote`, its manifest also naming the Ray node it ran on
+    (``ray_node_id``: where a configuration of a sweep on a cluster was played)."""
+    import ray
+
+    files = _run_remote(cfg, model, random_weights, evaluate)
+    manifest = json.loads(files["manifest.json"])
+    manifest["ray_node_id"] = ray.get_runtime_context().get_node_id()
+    files["manifest.json"] = (json.dumps(manifest, indent=2, default=str) + "\n").encode()
+    return files
+
+
 def _write(out: Path, name: str, files: dict[str, bytes]) -> Path:
     """Write a returned run folder under ``out`` (a fresh name if taken), manifest last."""
     target, k = out / name, 1
@@ -103,7 +115,7 @@ def run_sweep_on_ray(configs: list[ReplayConfig], n_songs: int, model: str | Non
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise StreamMuseError(f"cannot reach the Ray cluster {ray_address or '(local)'}: {exc}") from None
     try:
-        task = ray.remote(num_cpus=TASK_THREADS)(_run_remote)
+        task = ray.remote(num_cpus=TASK_THREADS)(_run_on_ray_node)
 
         def finished(pending: dict) -> Iterator[tuple[object, dict[str, bytes]]]:
             while pending:
