@@ -178,9 +178,34 @@ def _warn_if_not_real_time(results, console: Console) -> None:
             health = json.loads((path / "manifest.json").read_text()).get("realtime_health")
         except (OSError, ValueError):
             continue
-        if health and not health["kept_real_time"]:
+        if not health:
+            continue
+        if not health["kept_real_time"]:
             console.print(f"[yellow]warning: {path.name}: this machine could not keep real time ({health['reason']}); "
                           "its ISR measures the machine as much as the model[/]")
+        limit = _server_limit(path)
+        if limit:
+            console.print(f"[yellow]warning: {path.name}: {limit}[/]")
+
+
+def _server_limit(path):
+    """The server-side cause of a slow wall-clock run, from its requests (None if none)."""
+    import json
+
+    import pandas as pd
+
+    from streammuse.contract import tau_ms
+    from streammuse.experiment.health import server_limit
+
+    try:
+        reqs = pd.read_parquet(path / "requests.parquet", columns=["inference_ms", "queue_ms", "interval", "status"])
+        bpm = json.loads((path / "manifest.json").read_text())["bpm"]
+    except (OSError, ValueError, KeyError):
+        return None
+    answered = reqs[reqs.status.isin(["ok", "late"])]
+    if answered.empty:
+        return None
+    return server_limit(answered.inference_ms, answered.queue_ms, int(answered.interval.median()), tau_ms(bpm))
 
 
 class _SongBars:

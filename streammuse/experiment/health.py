@@ -49,5 +49,20 @@ def assess(lateness_ms: list[float], tau_ms: float, load_1m: float, cpus: int | 
     if p99 > MAX_LATENESS_FRACTION * tau_ms:
         reasons.append(f"tick onsets were late by up to {p99:.1f} ms (p99), over {MAX_LATENESS_FRACTION:.0%} of a tick")
     if load_1m > cpus:
-        reasons.append(f"load average {load_1m:.1f} on {cpus} CPUs: other work competed with the client and server")
+        reasons.append(f"load average {load_1m:.1f} on {cpus} CPUs, this run's own server and clients included")
     return RealtimeHealth(p99, worst, load_1m, cpus, not reasons, "; ".join(reasons) or "ok")
+
+
+def server_limit(inference_ms, queue_ms, interval: int, tau_ms: float) -> str | None:
+    """When the server itself was too slow for the pair: its median time per request
+    (inference + queue, as each answer reports) past I x tau, the time between a
+    session's requests, so requests pile up whatever else the machine does. None if not."""
+    server = np.asarray(inference_ms, dtype=float) + np.asarray(queue_ms, dtype=float)
+    server = server[np.isfinite(server)]
+    budget = interval * tau_ms
+    if not len(server) or float(np.median(server)) <= budget:
+        return None
+    return (f"the server took a median {float(np.median(server)):.0f} ms per request (inference + queue) against "
+            f"the pair's I x tau = {budget:.0f} ms: its compute, not other work, was the limit; `streammuse doctor` "
+            "says what this machine carries; try a smaller --concurrency, or the planner's pair for this server "
+            "(`streammuse profile --out p.json`, then `--profile p.json --auto`)")
