@@ -33,7 +33,8 @@ def main() -> None:
     engine = StreamingEngine.load()
     songs = load_testset(ROOT / "testset", songs=sorted(p.stem for p in midi_files(ROOT / "testset")))
     melody, _, _ = song_to_frames(max(songs, key=lambda song: song.n_ticks))
-    encode, spent = engine.model.encode_frames_fast, [0.0]
+    coder = engine.runner.coder  # the prefill of a slide encodes its rows here
+    encode, spent = coder.encode, [0.0]
 
     def timed_encode(*a, **k):
         t = time.perf_counter()
@@ -41,7 +42,7 @@ def main() -> None:
         spent[0] += time.perf_counter() - t
         return out
 
-    engine.model.encode_frames_fast = timed_encode
+    coder.encode = timed_encode
     state, rows, slides = engine.new_session(), [], []
     for s in range(1, min(args.ticks, len(melody)) + 1):
         spent[0], t, window = 0.0, time.perf_counter(), state.win_start

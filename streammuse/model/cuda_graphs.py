@@ -66,20 +66,24 @@ class GraphedGenerate:
         self.runner = runner
         self.scratch = runner.cache.allocate()  # padding rows write here; never handed to a session
         self._graphs: dict[tuple, _Captured] = {}
-        self._generation = runner.cache.generation
+        self._generation = self._buffers()
+
+    def _buffers(self) -> tuple[int, int]:
+        """Which allocation of the slot cache and the frame coder's buffers graphs point at."""
+        return self.runner.cache.generation, self.runner.coder.generation
 
     def run(self, batch, ticks: int, feed_last: bool) -> torch.Tensor:
         b = batch.rows
         bucket = next((r for r in BUCKETS if r >= b), None)
         if bucket is None:
             return self.runner.generate_eager(batch, ticks, feed_last)
-        if self.runner.cache.generation != self._generation:  # buffers reallocated: graphs point at freed memory
+        self.runner._grow_rows(bucket)  # before the check: growing reallocates what graphs read
+        if self._buffers() != self._generation:  # buffers reallocated: graphs point at freed memory
             self._graphs.clear()
-            self._generation = self.runner.cache.generation
+            self._generation = self._buffers()
         key = (bucket, ticks, feed_last, batch.sampling.any_top_k, batch.sampling.any_top_p)
         cap = self._graphs.get(key)
         if cap is None:
-            self.runner._grow_rows(bucket)
             cap = self._graphs[key] = _Captured(self.runner, bucket, *key[1:], self.scratch)
         cap.load(batch, self.scratch)
         cap.graph.replay()

@@ -45,6 +45,12 @@ class FrameCoder:
         self._rows = torch.arange(0, device=device)[:, None]
         self._pad = torch.full((0, F), vocab.PAD, dtype=torch.long, device=device)
         self._empty: torch.Tensor | None = None
+        self._grown = 0
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever a buffer a captured graph reads is reallocated."""
+        return self._grown + self.cache.generation
 
     def reserve(self, rows: int) -> None:
         """Room for ``rows`` rows (the frame cache, the row index)."""
@@ -52,6 +58,7 @@ class FrameCoder:
             n = 1 << (rows - 1).bit_length()
             self._rows = torch.arange(n, device=self.device)[:, None]
             self._pad = torch.full((n, F), vocab.PAD, dtype=torch.long, device=self.device)
+            self._grown += 1
         self.cache.reserve(rows)
 
     # -- decoding ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-HOST_READS = {"_local_scalar_dense", "item", "is_nonzero", "equal", "nonzero", "tolist"}
+HOST_READS = {"_local_scalar_dense", "item", "is_nonzero", "equal", "nonzero"}
 
 
 class OpCounter(TorchDispatchMode):

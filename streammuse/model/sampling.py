@@ -102,13 +102,6 @@ class RowSampling:
         """The settings of some rows (an index)."""
         return RowSampling(self.temperature[rows], self.top_k[rows], self.top_p[rows], self.any_top_k, self.any_top_p)
 
-    def pad(self, rows: int) -> "RowSampling":
-        """The same settings for ``rows`` rows (the extra rows copy row 0: fixed-shape padding)."""
-        extra = rows - len(self.temperature)
-        if extra <= 0:
-            return self
-        grow = lambda t: torch.cat([t, t[:1].expand(extra, -1)])  # noqa: E731
-        return RowSampling(grow(self.temperature), grow(self.top_k), grow(self.top_p), self.any_top_k, self.any_top_p)
 
 
 def draw(logits: torch.Tensor, disallowed: torch.Tensor, u: torch.Tensor, s: RowSampling) -> torch.Tensor:

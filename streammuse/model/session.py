@@ -1,7 +1,7 @@
 """A streaming session as the engine holds it, and the check every frame sent to it passes.
 
 The session's global-predictor context lives in a slot of the replica's
-:class:`~streammuse.model.batched_cache.SlotCache`; the session only knows which slot.
+:class:`~streammuse.model.attention.SlotCache`; the session only knows which slot.
 """
 
 from __future__ import annotations
