@@ -14,7 +14,7 @@ from streammuse.datasets.frames import empty_frames, interleave
 from streammuse.model.config import StreamMuseConfig
 from streammuse.model.engine import EngineRequest, StreamingEngine
 from streammuse.model.opcount import HOST_READS
-from streammuse.model.runner import TickBatch
+from streammuse.model.tick_batch import TickBatch
 from streammuse.model.sampling import RowSampling, Sampling
 
 MICRO = StreamMuseConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, global_layers=2,

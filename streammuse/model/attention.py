@@ -30,11 +30,6 @@ class CausalAttention:
     def __init__(self, heads: int, dropout: float = 0.0) -> None:
         self.heads, self.dropout = heads, dropout
 
-    def __post_init__(self) -> None:
-        # One new position per row (the steady state): flat indices, made once per step.
-        self._flat = (self.write_slot.view(-1), self.write_pos.view(-1)) if self.write_slot.shape[-1] == 1 \
-            and self.write_pos.shape[-1] == 1 else None
-
     def __call__(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         b, p, _ = qkv.shape
         q, k, v = qkv.view(b, p, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
@@ -132,10 +127,12 @@ class CacheStep:
     what each query sees. An ``attention`` for the stacks (called per layer).
 
     ``read``: the batch's slots as a slice (a view, no copy) or an index (a gather).
-    ``write_slot``, ``write_pos``: ``(B, P)`` destination of every new position.
+    ``write_slot``, ``write_pos``: the destination of every new position, ``(B, P)``; or
+    ``(B,)`` (``write_pos`` may be ``(1,)``) when every row adds one position, the steady
+    state, whose activations are then ``(B, H)``: no position axis to add and take away.
     ``read_len``: how many positions are read (the capacity for fixed shapes, or the
-    longest row after the write). ``mask``: ``(B, 1, P, read_len)`` bool, a key is seen
-    when at or before its query's position; None: every query sees all it reads.
+    longest row after the write). ``mask``: bool, broadcast to ``(B, 1, P, read_len)``, a
+    key is seen when at or before its query's position; None: every query sees all it reads.
     """
 
     cache: SlotCache
@@ -145,28 +142,25 @@ class CacheStep:
     read_len: int
     mask: torch.Tensor | None
 
-    def __post_init__(self) -> None:
-        # One new position per row (the steady state): flat indices, made once per step.
-        self._flat = (self.write_slot.view(-1), self.write_pos.view(-1)) if self.write_slot.shape[-1] == 1 \
-            and self.write_pos.shape[-1] == 1 else None
-
     def __call__(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
-        b, p, _ = qkv.shape
         buf = self.cache.kv[layer]
-        if p == 1:  # the steady state: (B, 1, 3H) is (B, 3, heads, 1, d) as it lies, no transposes
+        one = qkv.dim() == 2
+        if one:  # one position per row: (B, 3H) is (B, 3, heads, 1, d) as it lies, no transposes
+            b = qkv.shape[0]
             qkv = qkv.view(b, 3, self.cache.heads, 1, -1)
-            buf[self._flat[0], :, :, self._flat[1]] = qkv[:, 1:, :, 0]
+            buf[self.write_slot, :, :, self.write_pos] = qkv[:, 1:, :, 0]
             q = qkv[:, 0]
         else:
+            b, p, _ = qkv.shape
             qkv = qkv.view(b, p, 3, self.cache.heads, -1)
             buf[self.write_slot, :, :, self.write_pos] = qkv[:, :, 1:]
             q = qkv[:, :, 0].transpose(1, 2)
         k, v = buf[self.read, :, :, : self.read_len].unbind(1)
         ctx = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
-        return ctx.view(b, 1, -1) if p == 1 else ctx.transpose(1, 2).reshape(b, p, -1)
+        return ctx.view(b, -1) if one else ctx.transpose(1, 2).reshape(b, p, -1)
 
     def keep(self, out: torch.Tensor) -> None:
-        """Write the stack's outputs ``(B, P, H)`` at the new positions (``cache.hidden``)."""
+        """Write the stack's outputs (``(B, H)`` or ``(B, P, H)``) at the new positions (``cache.hidden``)."""
         self.cache.hidden[self.write_slot, self.write_pos] = out
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from streammuse.model.sampling import RowSampling
+from streammuse.model.tick_batch import TickBatch
 
 BUCKETS = tuple(2**i for i in range(13))  # 1 .. 4096 rows; larger batches run eagerly
 
@@ -26,8 +27,6 @@ class _Captured:
     """One bucket's graph and the static tensors it reads and writes."""
 
     def __init__(self, runner, rows: int, ticks: int, feed_last: bool, top_k: bool, top_p: bool, scratch: int) -> None:
-        from streammuse.model.runner import TickBatch
-
         dev = runner.device
         z = lambda: torch.zeros(rows, dtype=torch.long, device=dev)  # noqa: E731
         self.batch = TickBatch(torch.full((rows,), scratch, dtype=torch.long, device=dev), z() + 1, z(), z(),

@@ -37,7 +37,8 @@ from streammuse.errors import StreamMuseError
 from streammuse.model.checkpoint import SHIPPED_CHECKPOINT, load_model, weights_digest
 from streammuse.model.config import StreamMuseConfig, preset
 from streammuse.model.modeling import StreamMuseModel
-from streammuse.model.runner import ModelRunner, TickBatch
+from streammuse.model.runner import ModelRunner
+from streammuse.model.tick_batch import TickBatch
 from streammuse.model.sampling import RowSampling, Sampling
 from streammuse.model.session import EngineRequest, GenJob, SessionState, check_chunks, check_frames
 
@@ -283,7 +284,8 @@ class StreamingEngine:
         ints = torch.as_tensor(np.stack([slots, positions, [st.sampling.seed for st in states], first_ticks]),
                                device=self.device)
         return TickBatch(ints[0], ints[1], ints[2], ints[3], RowSampling.of([st.sampling for st in states], self.device),
-                         slice(lo, lo + len(slots)) if dense else None, int(positions.max()))
+                         slice(lo, lo + len(slots)) if dense else None, int(positions.max()),
+                         bool((positions == positions[0]).all()))
 
     def _prefill(self, states: list[SessionState], rows: list[np.ndarray]) -> None:
         """Feed every session's new rows in one runner call (an empty slot gets BOS first)."""

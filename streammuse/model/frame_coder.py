@@ -41,8 +41,8 @@ class FrameCoder:
         self._rank = pitch_rank(device)  # (1, V)
         self._pitch_of = self._rank[0].clamp(-1, vocab.N_PITCHES - 1)  # notes' pitch, -1 for the rest
         self._top_rank = torch.full((1, 1), vocab.N_PITCHES, device=device)  # the last position: EOF only
-        self._position = [torch.full((1, 1), j, device=device) for j in range(F)]
-        self._rows = torch.arange(0, device=device)[:, None]
+        self._position = [torch.full((1,), j, device=device) for j in range(F)]
+        self._rows = torch.arange(0, device=device)
         self._pad = torch.full((0, F), vocab.PAD, dtype=torch.long, device=device)
         self._empty: torch.Tensor | None = None
         self._grown = 0
@@ -56,16 +56,16 @@ class FrameCoder:
         """Room for ``rows`` rows (the frame cache, the row index)."""
         if rows > len(self._rows):
             n = 1 << (rows - 1).bit_length()
-            self._rows = torch.arange(n, device=self.device)[:, None]
+            self._rows = torch.arange(n, device=self.device)
             self._pad = torch.full((n, F), vocab.PAD, dtype=torch.long, device=self.device)
             self._grown += 1
         self.cache.reserve(rows)
 
     # -- decoding ----------------------------------------------------------------------
     def _position_logits(self, x: torch.Tensor, j: int, rows: torch.Tensor, read: slice | torch.Tensor) -> torch.Tensor:
-        """Decoder position ``j`` for the rows ``rows`` ``(n, 1)`` (their frame-cache slots)."""
+        """Decoder position ``j`` on ``x`` ``(n, H)`` for the rows ``rows`` ``(n,)`` (their frame-cache slots)."""
         step = CacheStep(self.cache, read, rows, self._position[j], j + 1, None)
-        return self.model.lm_head(self.model.decoder(x, step, positions=j)[:, 0])
+        return self.model.lm_head(self.model.decoder(x, step, positions=j))
 
     def _disallowed(self, last: torch.Tensor, j: int) -> torch.Tensor:
         """The grammar at position ``j``: notes above the frame's last pitch, or EOF; EOF alone at the end."""
@@ -77,7 +77,7 @@ class FrameCoder:
         if self.compact:
             return self._decode_compacting(h, part, u, s)
         b = h.shape[0]
-        x = (h + self.model.target_part_emb.weight[part])[:, None]
+        x = h + self.model.target_part_emb.weight[part]
         rows = self._rows[:b]
         ended, last, toks = None, self._pitch_of.new_full((b, 1), -1), []
         for j in range(F):
@@ -89,12 +89,12 @@ class FrameCoder:
                 break
             ended = tok == vocab.EOF if ended is None else ended | (tok == vocab.EOF)
             last = torch.maximum(last, self._pitch_of[tok])
-            x = self.model.tok_emb(tok)
+            x = self.model.tok_emb(tok).view(len(tok), -1)
         return torch.cat(toks, dim=1)
 
     def _decode_compacting(self, h: torch.Tensor, part: int, u: torch.Tensor, s: RowSampling) -> torch.Tensor:
         b = h.shape[0]
-        x = (h + self.model.target_part_emb.weight[part])[:, None]
+        x = h + self.model.target_part_emb.weight[part]
         toks, out = [], None  # the tokens of every row while all are open, then scattered into out
         rows, read, open_rows = self._rows[:b], slice(0, b), None  # None: every row is open
         last = self._pitch_of.new_full((b, 1), -1)
@@ -115,10 +115,10 @@ class FrameCoder:
                     out[:, : j + 1] = torch.cat(toks, dim=1)
                 keep = torch.as_tensor(np.flatnonzero(going), device=self.device)
                 open_rows = keep if open_rows is None else open_rows[keep]
-                rows, read = open_rows[:, None], open_rows
+                rows, read = open_rows, open_rows
                 tok, last, u, s = tok[keep], last[keep], u[keep], s.take(keep)
             last = torch.maximum(last, self._pitch_of[tok])
-            x = self.model.tok_emb(tok)
+            x = self.model.tok_emb(tok).view(len(tok), -1)
         if out is not None:
             return out
         return torch.cat(toks + [self._pad[:b, : F - len(toks)]], dim=1) if len(toks) < F else torch.cat(toks, dim=1)
@@ -128,11 +128,11 @@ class FrameCoder:
         computed as :meth:`decode` computes them when it draws those tokens."""
         b = h.shape[0]
         self.reserve(b)
-        x = (h + self.model.target_part_emb.weight[part])[:, None]
+        x = h + self.model.target_part_emb.weight[part]
         out = []
         for j in range(F):
             out.append(self._position_logits(x, j, self._rows[:b], slice(0, b)))
-            x = self.model.tok_emb(frames[:, j : j + 1])
+            x = self.model.tok_emb(frames[:, j])
         return torch.stack(out, dim=1)
 
     # -- encoding ----------------------------------------------------------------------

@@ -70,8 +70,8 @@ class Rope(nn.Module):
         self.register_buffer("perm", perm, persistent=False)
 
     def tables(self, positions: torch.Tensor | int | None, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for ``positions``: a ``(B, P)`` tensor, an int (one position for
-        every row), or None (positions 0 .. length-1)."""
+        """cos and sin for ``positions``: a ``(B, P)`` or ``(B,)`` tensor, an int (one
+        position for every row), or None (positions 0 .. length-1)."""
         if positions is None:
             return self.cos[:length], self.sin[:length]
         if isinstance(positions, int):
@@ -135,7 +135,9 @@ class Stack(nn.Module):
 
     def forward(self, x: torch.Tensor, attention, positions: torch.Tensor | int | None = None) -> torch.Tensor:
         """``x`` ``(B, P, H)`` at ``positions`` (see :meth:`Rope.tables`; None: 0 .. P-1)
-        -> ``(B, P, H)``. ``attention(layer, qkv)`` decides what each query sees."""
+        -> ``(B, P, H)``; or ``(B, H)`` at ``(B,)`` or an int, one position per row (the
+        engine's steady state) -> ``(B, H)``. ``attention(layer, qkv)`` decides what each
+        query sees."""
         cos, sin = self.rope.tables(positions, x.shape[1])
         for block in self.layers:
             x = block(x, self.rope, cos, sin, attention)

@@ -22,8 +22,6 @@ whole rebuilt context): variable length, eager on every device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
@@ -31,35 +29,11 @@ from streammuse.datasets import vocab
 from streammuse.model.attention import CacheStep, SlotCache, visible
 from streammuse.model.frame_coder import FrameCoder
 from streammuse.model.modeling import PART_A, PART_M, StreamMuseModel
-from streammuse.model.sampling import RowSampling, counter_uniforms
+from streammuse.model.sampling import counter_uniforms
+from streammuse.model.tick_batch import TickBatch
 
 F = vocab.FRAME_LEN
 SPARE_POSITIONS = 2  # past BOS + W rows: where a fixed-shape tick's writes beyond a request land
-
-
-@dataclass
-class TickBatch:
-    """One engine call's rows as the device reads them, built on the host.
-
-    slots: ``(B,)`` each row's slot. positions: ``(B,)`` the slot's length before the
-    call (the position its next row is written at). seeds, first_tick: ``(B,)`` the keys
-    of the row's random stream (the tick of the first frame the call generates).
-    sampling: the rows' filters. read: the slots as a slice when they are consecutive
-    (the cache is read as a view), else None (gathered by ``slots``). max_position: the
-    largest of ``positions`` (host int: how far the CPU reads).
-    """
-
-    slots: torch.Tensor
-    positions: torch.Tensor
-    seeds: torch.Tensor
-    first_tick: torch.Tensor
-    sampling: RowSampling
-    read: slice | None
-    max_position: int
-
-    @property
-    def rows(self) -> int:
-        return len(self.slots)
 
 
 class ModelRunner:
@@ -128,22 +102,28 @@ class ModelRunner:
         return u.view(b, ticks, 2 * F).float()
 
     def _global_step(self, batch: TickBatch, x: torch.Tensor, query: torch.Tensor, max_query: int) -> torch.Tensor:
-        """The global predictor on ``x`` ``(B, P, H)`` at positions ``query`` ``(B, P)``
-        (clamped into the capacity), continuing each row's slot; writes keys, values and
-        outputs there. ``max_query``: the largest real position (host int)."""
+        """The global predictor on ``x`` ``(B, P, H)`` at positions ``query`` ``(B, P)``, or
+        ``(B, H)`` at ``(B,)`` (one position per row), clamped into the capacity, continuing
+        each row's slot; writes keys, values and outputs there. ``max_query``: the largest
+        real position (host int)."""
         cap = self.cache.capacity
         read_len = cap if self.fixed_shapes else min(cap, max_query + 1)
         read = batch.slots if batch.read is None or self.fixed_shapes else batch.read
-        step = CacheStep(self.cache, read, batch.slots[:, None], query, read_len, visible(read_len, query))
+        one = x.dim() == 2
+        if one and batch.aligned and not self.fixed_shapes:
+            mask = None  # every row's one query is at max_query and reads only up to it: it sees every key
+        else:
+            mask = visible(read_len, query[:, None] if one else query)
+        step = CacheStep(self.cache, read, batch.slots if one else batch.slots[:, None], query, read_len, mask)
         out = self.model.global_predictor(x, step, positions=query)
         step.keep(out)
         return out
 
     def _feed_drawn(self, frame: torch.Tensor, part: int, batch: TickBatch, written: int) -> torch.Tensor:
         """Encode the frames just drawn and run the global step at ``positions + written``."""
-        query = (batch.positions + written).clamp_max(self.cache.capacity - 1)[:, None]
+        query = (batch.positions + written).clamp_max(self.cache.capacity - 1)
         x = self.coder.encode_drawn(frame) + self.model.part_emb.weight[part]
-        return self._global_step(batch, x[:, None], query, batch.max_position + written)[:, 0]
+        return self._global_step(batch, x, query, batch.max_position + written)
 
     # -- prefill -----------------------------------------------------------------------
     def prefill(self, batch: TickBatch, frames: np.ndarray, parts: np.ndarray, index: np.ndarray) -> None:
