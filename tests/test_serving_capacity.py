@@ -7,8 +7,9 @@ import pytest
 
 from streammuse.model.engine import StreamingEngine
 from streammuse.rtt import NetworkModel
-from streammuse.serving.app import DeployOptions, build_app
-from streammuse.serving.capacity import Plan, fit_server_model, ladder, measure_step_ms, ray_limits, sessions_for
+from streammuse.serving.app import DeployOptions, build_app, create_app
+from streammuse.serving.capacity import Plan, fit_server_model, ladder, ray_limits, sessions_for
+from streammuse.serving.capacity_probe import measure_step_ms
 
 # A measured table: T(B) = 32 + 8 B ms.
 TABLE = {1: 40.0, 2: 48.0, 4: 64.0, 8: 96.0, 16: 160.0}
@@ -53,8 +54,8 @@ def test_ray_deployment_options_come_from_the_capacity():
 
 def test_measure_step_ms_on_a_real_engine_stops_past_the_budget():
     engine = StreamingEngine.random("tiny", seed=0)
-    table = measure_step_ms(engine, Plan(20, 4, 3), [1, 2], history=8, repeats=2)  # a 2.4 s budget: both fit
+    table = measure_step_ms(engine, Plan(20, 4, 3), [1, 2], create_app, history=8, repeats=2)  # a 2.4 s budget: both fit
     assert list(table) == [1, 2] and all(ms > 0 for ms in table.values())
-    tight = measure_step_ms(engine, Plan(120, 1, 3, utilisation=1e-6), [1, 2, 4], history=8, repeats=1)
+    tight = measure_step_ms(engine, Plan(120, 1, 3, utilisation=1e-6), [1, 2, 4], create_app, history=8, repeats=1)
     assert list(tight) == [1]  # B = 1 is already over a (near) zero budget: larger ones are not tried
     assert engine.slots is not None and ladder(32) == [1, 2, 4, 8, 16, 32] and ladder(12) == [1, 2, 4, 8, 12]

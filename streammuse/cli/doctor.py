@@ -63,7 +63,9 @@ def doctor() -> None:
     console = Console(highlight=False)
     choice = configure_threads()
     from streammuse.model.engine import StreamingEngine
-    from streammuse.serving.capacity import Plan, ladder, measure_step_ms, sessions_for
+    from streammuse.serving.app import create_app
+    from streammuse.serving.capacity import Plan, ladder, sessions_for
+    from streammuse.serving.capacity_probe import measure_step_ms
 
     started = time.monotonic()
     load = os.getloadavg()[0]
@@ -72,10 +74,10 @@ def doctor() -> None:
     engine = StreamingEngine.load()
     gl3 = _gl3_ms(engine)
     plan = Plan()
-    table = measure_step_ms(engine, plan, ladder(8))
+    table = measure_step_ms(engine, plan, ladder(8), create_app)
     capacity = sessions_for(table, plan, 8)
     main = Plan(interval=2, gen_len=5)
-    step = measure_step_ms(engine, main, [4])[4]
+    step = measure_step_ms(engine, main, [4], create_app)[4]
     rows = Table(title="this machine against the README's figures")
     for col in ("figure", "here", "README", "what it means here"):
         rows.add_column(col, justify="left" if col in ("figure", "what it means here") else "right")

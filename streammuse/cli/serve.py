@@ -38,15 +38,16 @@ def measure_here(options: DeployOptions) -> None:
     budget, measure T(B), set ``max_sessions`` to B* (serving/capacity.py) and print it."""
     import torch
 
-    from streammuse.serving.app import load_engine
-    from streammuse.serving.capacity import ladder, measure_step_ms, sessions_for
+    from streammuse.serving.app import create_app, load_engine
+    from streammuse.serving.capacity import ladder, sessions_for
+    from streammuse.serving.capacity_probe import measure_step_ms
 
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(options.num_cpus)))  # what a replica with num_cpus gets
     try:
         with _console.status("measuring a replica's batched step time ..."):
             engine = load_engine(options)
-            table = measure_step_ms(engine, options.plan(), ladder(options.max_batch_size))
+            table = measure_step_ms(engine, options.plan(), ladder(options.max_batch_size), create_app)
     finally:
         torch.set_num_threads(threads)
     options.max_sessions = sessions_for(table, options.plan(), options.max_batch_size)

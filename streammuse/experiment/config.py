@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from streammuse.client.adaptive import AdaptiveSettings
-from streammuse.contract import MAX_BPM, MAX_GEN_LEN, MIN_BPM, SamplingSettings
+from streammuse.contract import MAX_BPM, MAX_GEN_LEN, MIN_BPM, CreateSessionRequest, SamplingSettings
 from streammuse.errors import StreamMuseError
 
 SETTINGS = ("local", "local-server", "remote", "offline")
@@ -69,6 +69,10 @@ class ReplayConfig:
             raise StreamMuseError(f"--servers must be one of {', '.join(SERVERS)}")
         if self.adaptive is not None and self.setting == "offline":
             raise StreamMuseError("--adaptive re-plans against latency; the offline baseline has none")
+
+    def session_request(self, index: int) -> CreateSessionRequest:
+        """Song ``index``'s session settings (its seed is fixed by the run's seed and index)."""
+        return CreateSessionRequest(bpm=self.bpm, sampling=self.sampling, seed=(self.seed * 1000 + index) % 2**31)
 
     def with_pair(self, interval: int, gen_len: int) -> ReplayConfig:
         """The same config for another (I, GL) pair."""

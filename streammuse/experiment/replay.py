@@ -23,12 +23,13 @@ import pandas as pd
 from streammuse.client.adaptive import Adapter
 from streammuse.client.latency import LatencyInjector, LatencyProfile, load_profile
 from streammuse.client.session import SongClient
-from streammuse.contract import CreateSessionRequest, frame_to_wire, tau_ms
+from streammuse.contract import frame_to_wire, tau_ms
 from streammuse.datasets.frames import song_to_frames
 from streammuse.datasets.song import Song
 from streammuse.errors import StreamMuseError
 from streammuse.experiment.config import ReplayConfig
 from streammuse.experiment.runs import RunWriter, open_run_folder
+from streammuse.experiment.servers import batches_engine_across_songs, engine_calls_label, server_time_label, virtual_replica
 
 
 def load_songs(cfg: ReplayConfig) -> list[Song]:
@@ -52,14 +53,7 @@ def resolve_profile(cfg: ReplayConfig) -> LatencyProfile:
 
 def open_run(cfg: ReplayConfig, profile: LatencyProfile, songs: list[Song], model_id: str) -> RunWriter:
     """The run folder: a new one, or with ``--resume`` the newest one with these settings."""
-    from streammuse.experiment.servers import server_time_label
-
     return open_run_folder(cfg, profile, songs, model_id, server_time_label(cfg, profile))
-
-
-def session_request(cfg: ReplayConfig, index: int) -> CreateSessionRequest:
-    """Song ``index``'s session settings (its seed is fixed by the run's seed and index)."""
-    return CreateSessionRequest(bpm=cfg.bpm, sampling=cfg.sampling, seed=(cfg.seed * 1000 + index) % 2**31)
 
 
 def _clients(cfg: ReplayConfig, songs: list[Song], done: set[str], factory=None):
@@ -91,7 +85,6 @@ def replay_sim(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWriter, 
     ``engine_calls`` says which."""
     from streammuse.client.sim import SimSong, run_simulation, shared
     from streammuse.core.drivers import DeferredCompute
-    from streammuse.experiment.servers import batches_engine_across_songs, engine_calls_label, virtual_replica
 
     batched = batches_engine_across_songs(cfg) if batch_engine is None else batch_engine
     if batched and (cfg.servers != "per-song" or cfg.server_time != "modelled"):
@@ -105,7 +98,7 @@ def replay_sim(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWriter, 
     melodies, sims = {}, []
     for index, song, client in _clients(cfg, songs, writer.done_songs(), client_factory):
         melodies[song.name] = song.melody
-        sims.append(SimSong(client, LatencyInjector(profile, seed=(cfg.seed, index)), session_request(cfg, index)))
+        sims.append(SimSong(client, LatencyInjector(profile, seed=(cfg.seed, index)), cfg.session_request(index)))
 
     async def finished(sim: SimSong) -> None:
         _save(writer, sim.client, melodies[sim.client.name], cfg.bpm)
@@ -132,7 +125,7 @@ def replay_wall(cfg: ReplayConfig, transport, songs: list[Song], writer: RunWrit
         for index, song, client in _clients(cfg, songs, writer.done_songs()):
             melodies[song.name] = song.melody
             wall_songs.append(WallSong(client, transport, LatencyInjector(profile, seed=(cfg.seed, index)),
-                                       session_request(cfg, index), cfg.bpm, pool))
+                                       cfg.session_request(index), cfg.bpm, pool))
 
         async def finished(ws: WallSong) -> None:
             if ws.start_error is not None:
@@ -165,7 +158,7 @@ def replay_offline(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWrit
         chunk = pending[lo : lo + OFFLINE_BATCH]
         accs = generate_offline_batch(
             engine, [client.input.melody_frames for _, _, client in chunk],
-            [Sampling(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=session_request(cfg, index).seed)
+            [Sampling(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=cfg.session_request(index).seed)
              for index, _, _ in chunk])
         for (_, song, client), acc in zip(chunk, accs):
             for t in range(-1, client.n_ticks):

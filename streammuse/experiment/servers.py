@@ -111,10 +111,9 @@ def check_server(transport, cfg: ReplayConfig) -> str:
     """Open and close one session, so an unreachable server is one clear line before any
     run folder is made; returns the server's model id (for the run manifest)."""
     from streammuse.client.transports import ServerUnavailable
-    from streammuse.experiment.replay import session_request
 
     try:
-        created = transport.create_session(session_request(cfg, 0))
+        created = transport.create_session(cfg.session_request(0))
         transport.close_session(created.session_id)
         return created.model_id
     except (ServerUnavailable, OSError) as exc:

@@ -35,7 +35,8 @@ from streammuse.core.drivers import RealtimeDriver
 from streammuse.core.session_ids import SECRET_ENV
 from streammuse.core.sessions import CoreOptions, SessionCore
 from streammuse.serving.autoscaling import CAPACITY_METRIC, DEMAND_METRIC, POLICY_PATH, ROOM_STAT
-from streammuse.serving.capacity import Plan, RayLimits, ladder, measure_step_ms, ray_limits, sessions_for
+from streammuse.serving.capacity import Plan, RayLimits, ladder, ray_limits, sessions_for
+from streammuse.serving.capacity_probe import measure_step_ms
 from streammuse.serving.jam import mount_jam
 
 TOKEN_ENV = "STREAMMUSE_TOKEN"
@@ -306,8 +307,8 @@ def build_app(args: dict | None = None):
 
             engine = load_engine(opts)
             if opts.max_sessions == 0:  # measure what this replica carries
-                opts.max_sessions = sessions_for(measure_step_ms(engine, opts.plan(), ladder(opts.max_batch_size)),
-                                                 opts.plan(), opts.max_batch_size)
+                table = measure_step_ms(engine, opts.plan(), ladder(opts.max_batch_size), create_app)
+                opts.max_sessions = sessions_for(table, opts.plan(), opts.max_batch_size)
             replica_id = serve.get_replica_context().replica_id
             # The replica's ids carry its unique_id: the router sends their requests here.
             core = SessionCore(engine, opts.core_options(), opts.session_secret, tag=replica_id.unique_id)

@@ -1,5 +1,6 @@
 """How many real-time sessions one replica carries, from its own measured step time, and
-the Ray Serve limits that follow from that figure (docs/deploy.md, "Capacity").
+the Ray Serve limits that follow from that figure (docs/deploy.md, "Capacity"). Pure arithmetic; T(B) is measured by
+:mod:`streammuse.serving.capacity_probe`.
 
 A replica is sized for a *plan*: sessions at ``bpm`` that each ask for GL ticks every I
 ticks (paper section III: tau = 60000 / (4 BPM) ms, inference_interval I, gen_len GL).
@@ -26,7 +27,6 @@ cannot carry even one session in real time still admits one (B* = 1).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -119,70 +119,6 @@ def ray_limits(sessions: int) -> RayLimits:
     average more than rho N requests in flight (a session has about one in flight at a time)."""
     return RayLimits(2 * sessions + ROOM_WITHOUT_ENGINE, 2 * sessions + QUEUE_FOR_BURSTS,
                      float(max(1, math.floor(UTILISATION * sessions))))
-
-
-def _wire_melody(first: int, ticks: int) -> list:
-    """Melody frames for ticks ``first .. first + ticks - 1`` on the wire (one note each)."""
-    return [[[60 + (t * 5) % 12, 1]] for t in range(first, first + ticks)]
-
-
-def measure_step_ms(engine, plan: Plan, sizes: list[int], history: int | None = None, repeats: int = 3) -> dict[int, float]:
-    """T(B) in ms (median of ``repeats`` after one warm-up) for each B in ``sizes``, in
-    order: B sessions, warmed with ``history`` ticks, each send their request for the
-    same tick through the replica's own app (``create_app`` over a ``RealtimeDriver``:
-    request parsing and validation, the session core and batcher, the engine, the JSON
-    answer), and T(B) is the time until the last of the B answers. Only the HTTP hop in
-    front of the app (Ray's proxy, uvicorn) is left out. Stops after the first B over the
-    plan's budget (larger batches only take longer). ``history`` None: the model's
-    ``steady_context_ticks`` (a step on a short fresh context is cheaper than a minute
-    into a song)."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    # A loop of its own, in a thread: the caller may be inside a running loop (a replica).
-    with ThreadPoolExecutor(1) as pool:
-        history = engine.config.steady_context_ticks if history is None else history
-        return pool.submit(asyncio.run, _measure_through_app(engine, plan, sizes, history, repeats)).result()
-
-
-async def _measure_through_app(engine, plan: Plan, sizes: list[int], history: int, repeats: int) -> dict[int, float]:
-    import asyncio
-
-    import httpx
-
-    from streammuse.core.drivers import RealtimeDriver
-    from streammuse.core.sessions import CoreOptions, SessionCore
-    from streammuse.serving.app import create_app
-
-    # It times compute: no musician waits on these requests, so none is dropped as expired.
-    core = SessionCore(engine, CoreOptions(max_sessions=max(sizes), max_batch_size=max(sizes), max_sessions_per_client=0,
-                                           drop_expired=False))
-    table: dict[int, float] = {}
-    transport = httpx.ASGITransport(app=create_app(RealtimeDriver(core)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://replica", timeout=600.0) as http:
-
-        async def ask(sid: str, s: int, ticks: int, gen_len: int) -> None:
-            body = {"request_tick": s, "gen_len": gen_len, "melody": _wire_melody(s - ticks, ticks), "melody_start": s - ticks}
-            r = await http.post(f"/v1/sessions/{sid}/infer", json=body)
-            if r.status_code != 200 or r.json()["status"] != "ok":
-                raise RuntimeError(f"capacity probe: {r.status_code} {r.text[:200]}")
-
-        for b in sizes:
-            sids = [(await http.post("/v1/sessions", json={"seed": k, "bpm": plan.bpm})).json()["session_id"]
-                    for k in range(b)]
-            await asyncio.gather(*(ask(sid, history, history, 1) for sid in sids))
-            times = []
-            for r in range(repeats + 1):
-                s = history + (r + 1) * plan.interval
-                started = time.perf_counter()
-                await asyncio.gather(*(ask(sid, s, plan.interval, plan.gen_len) for sid in sids))
-                times.append((time.perf_counter() - started) * 1000)
-            for sid in sids:
-                await http.delete(f"/v1/sessions/{sid}")
-            table[b] = float(np.median(times[1:]))
-            if table[b] > plan.budget_ms:
-                break
-    return table
 
 
 def ladder(max_batch_size: int) -> list[int]:
