@@ -189,8 +189,6 @@ def _deploy_local(options: DeployOptions, port: int) -> None:
         raise StreamMuseError(f"ray start failed: {(started.stderr.strip().splitlines() or ['?'])[-1]}")
     import ray
 
-    from streammuse.serving.raylocal import start_local
-
     url = start_sized(options, port, "0.0.0.0", address="auto")
     ray.shutdown()  # disconnect only: the detached Serve app keeps running
     _console.print(f"StreamMUSE deployed at [bold]{url.replace('0.0.0.0', '127.0.0.1')}[/]; stop it with `ray stop`")
