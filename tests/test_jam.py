@@ -158,14 +158,14 @@ def test_the_page_needs_no_token_but_takes_and_plans_do(tmp_path):
 
 
 def test_plan_uses_the_servers_profile():
-    from streammuse.planner.profile_fit import load_profile
+    from streammuse.planner.profile_fit import load_profile_dict
     from streammuse.planner.recommend import recommend
 
     client = _app()
     assert client.get("/jam/plan?bpm=120").json()["code"] == "no_profile"
-    client.app.state.jam_planner = planner(load_profile("local"))
+    client.app.state.jam_planner = planner(load_profile_dict("local"))
     answer = client.get("/jam/plan?bpm=120").json()
-    assert (answer["interval"], answer["gen_len"]) == recommend(load_profile("local"), 120)
+    assert (answer["interval"], answer["gen_len"]) == recommend(load_profile_dict("local"), 120)
     assert client.get("/jam/config.json").json()["planner"] is True
 
 

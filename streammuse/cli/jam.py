@@ -76,9 +76,9 @@ def jam(
 
     plan = None
     if profile is not None:
-        from streammuse.planner.profile_fit import load_profile
+        from streammuse.planner.profile_fit import load_profile_dict
 
-        plan = load_profile(profile)
+        plan = load_profile_dict(profile)
     with _console.status("loading the model ..."):
         engine = _engine(checkpoint, random_weights)
     with JamServer(engine, out, profile=plan, port=port) as jam_server:

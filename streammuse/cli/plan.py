@@ -13,7 +13,7 @@ from rich.table import Table
 
 from streammuse.errors import StreamMuseError
 from streammuse.feasibility import Plan, Verdict, infeasible_advice, plan_bpm
-from streammuse.planner.profile_fit import f95_from_profile, load_profile
+from streammuse.planner.profile_fit import f95_from_profile, load_profile_dict
 from streammuse.rtt import QuadraticFit
 
 _CELL = {
@@ -84,7 +84,7 @@ def plan(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
 ) -> None:
     """Classify every (I, GL) as valid, C1, C2 or both (equation 3) for each BPM."""
-    data = load_profile(profile)
+    data = load_profile_dict(profile)
     f95 = f95_from_profile(data)
     plans = [plan_bpm(f95, b, max_i=max_i, max_gl=max_gl) for b in parse_bpms(bpm)]
     console = Console(highlight=False, soft_wrap=True, width=max(Console().width, 120))

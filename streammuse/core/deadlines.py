@@ -22,7 +22,15 @@ from __future__ import annotations
 from streammuse.contract import tau_ms
 
 
+def answer_deadline_ms(gen_len: int, bpm: float) -> float:
+    """GL * tau: from the request's send (the onset of tick s-1) to the onset of the last
+    tick its answer covers, s+GL-1; an answer later than that plays nothing. The one
+    home of the rule: the replica's expiry, the capacity plan's latency bound and the
+    path probe's client timeout all read it."""
+    return gen_len * tau_ms(bpm)
+
+
 def expired(waited_ms: float, gen_len: int, bpm: float) -> bool:
     """True when an answer cannot reach the client before the onset of the last tick it
     covers: ``waited >= GL * tau`` (module docstring)."""
-    return waited_ms >= gen_len * tau_ms(bpm)
+    return waited_ms >= answer_deadline_ms(gen_len, bpm)

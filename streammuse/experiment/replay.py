@@ -150,16 +150,15 @@ def replay_offline(cfg: ReplayConfig, engine, songs: list[Song], writer: RunWrit
 
     Logged as I = 1, GL = 1 with every request answered in time: I(t) = 1, S(t) = 0.
     """
-    from streammuse.model.engine import Sampling, generate_offline_batch
+    from streammuse.core.engine_inputs import session_sampling
+    from streammuse.model.engine import generate_offline_batch
 
     pending = list(_clients(cfg.with_pair(1, 1), songs, writer.done_songs()))
-    s = cfg.sampling
     for lo in range(0, len(pending), OFFLINE_BATCH):
         chunk = pending[lo : lo + OFFLINE_BATCH]
         accs = generate_offline_batch(
             engine, [client.input.melody_frames for _, _, client in chunk],
-            [Sampling(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=cfg.session_request(index).seed)
-             for index, _, _ in chunk])
+            [session_sampling(cfg.session_request(index)) for index, _, _ in chunk])
         for (_, song, client), acc in zip(chunk, accs):
             for t in range(-1, client.n_ticks):
                 for rec, _ in client.on_tick(t, t * client.tau_ms):

@@ -153,7 +153,7 @@ class StreamingEngine:
             prepared.append(self._accept(state, int(req.request_tick), m_new, int(req.gen_len), req.melody_start))
         with self._lock, torch.inference_mode():
             self.slots.collect()
-            rows = [self._sync(state, s, gl) for state, s, gl in prepared]
+            rows = [self._roll_back_and_slide(state, s, gl) for state, s, gl in prepared]
             self._prefill([state for state, _, _ in prepared], rows)
         for state, _, _ in prepared:
             state.running = True
@@ -257,7 +257,7 @@ class StreamingEngine:
         state.live, state.win_start = True, win_start
         state.cache_rows = empty_frames(0)
 
-    def _sync(self, state: SessionState, s: int, gl: int) -> np.ndarray:
+    def _roll_back_and_slide(self, state: SessionState, s: int, gl: int) -> np.ndarray:
         """Roll the cache back to what is still true and slide the window; returns the
         rows < 2s still to feed."""
         w = self.config.max_frames

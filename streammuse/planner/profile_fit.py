@@ -18,12 +18,13 @@ from streammuse.planner.rtt_model import Z_95
 from streammuse.rtt import NetworkModel, QuadraticFit
 
 
-def load_profile(name_or_path: str | Path) -> dict:
+def load_profile_dict(name_or_path: str | Path) -> dict:
     """A shipped profile by name (``local``, ``local-server``, ``remote``) or a JSON file,
-    validated by the client's loader (the same rules ``replay --profile`` applies)."""
-    from streammuse.client.latency import load_profile as load_latency_profile
+    as the planner reads it (a dict): loaded and validated by the client's
+    :func:`~streammuse.client.latency.load_profile` (the rules ``replay --profile`` applies)."""
+    from streammuse.client.latency import load_profile
 
-    return load_latency_profile(name_or_path).to_dict()
+    return load_profile(name_or_path).to_dict()
 
 
 def network_model(profile: dict) -> NetworkModel | None:

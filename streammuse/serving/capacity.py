@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from streammuse.contract import tau_ms
+from streammuse.core.deadlines import answer_deadline_ms
 from streammuse.rtt import NetworkModel, ServerModel
 
 UTILISATION = 0.8  # rho: the share of each I * tau a batch may fill
@@ -57,7 +58,7 @@ class Plan:
     def deadline_ms(self) -> float:
         """GL * tau - NL95: the longest a request may take from arrival to its answer."""
         nl95 = self.network.quantile_ms(0.95) if self.network is not None else 0.0
-        return self.gen_len * tau_ms(self.bpm) - nl95
+        return answer_deadline_ms(self.gen_len, self.bpm) - nl95
 
 
 def fit_server_model(step_ms: dict[int, float], gen_len: int) -> ServerModel:

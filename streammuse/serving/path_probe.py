@@ -33,6 +33,7 @@ import httpx
 import numpy as np
 
 from streammuse.contract import tau_ms
+from streammuse.core.deadlines import answer_deadline_ms
 
 MIN_TICK_SHARE = 0.99  # every admitted session must play this share of its ticks
 # Ticks of the probe's first second are not judged: a session's first requests pay for its
@@ -223,7 +224,7 @@ def size_through_path(url: str, plan, upper: int, on_try: Callable[[int, dict], 
     (``capacity.Plan``): :func:`sessions_through_path` over :func:`offer`, at most
     ``upper`` (the app-path figure), each count offered ``seconds`` (None:
     :func:`probe_seconds`). ``on_try(n, summary)`` is told each count's figures."""
-    deadline_s = plan.gen_len * tau_ms(plan.bpm) / 1000
+    deadline_s = answer_deadline_ms(plan.gen_len, plan.bpm) / 1000
     seconds = probe_seconds(url, plan.bpm, token) if seconds is None else seconds
 
     def fits(n: int) -> bool:
