@@ -243,3 +243,15 @@ def test_a_request_that_timed_out_counts_as_a_slow_answer():
         client.on_error(rec, rec.send_ms + 250.0, unknown_session=False, timed_out=True)
     assert len(client.adapter.estimate) == 2 and client.adapter.rt95_ms(2) >= 250.0
     assert client.adapter.decide(3, 1, 2) is not None  # (1, 2) cannot play answers that slow
+
+
+def test_requests_given_up_do_not_make_gl_look_free():
+    # Issue 33: on a server too slow to answer, most requests time out; counted with a
+    # server time of 0 they pulled s_hat to 0, so a GL 16 looked as cheap as a GL 5.
+    est = RttEstimator(window=8)
+    for k in range(3):
+        est.add(5, 400.0 + k, 250.0)  # answered: 50 ms of compute per generated tick
+    for k in range(5):
+        est.add(5, 625.0, math.nan)  # given up at the deadline: slow, but no server time
+    assert est.f95_ms(16) - est.f95_ms(5) == pytest.approx(11 * 50.0)
+    assert est.f95_ms(5) >= 625.0  # the waits still count as slow answers

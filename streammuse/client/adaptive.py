@@ -6,7 +6,8 @@ equation 3 between requests, so a pair chosen at bar 1 is replaced when the netw
 or the server drifts (``client.drift``), and given back when it recovers.
 
 **Estimate.** Over the last ``window`` answered requests (``ok`` or ``late``, and
-wall-clock requests given up at their deadline, with the time waited as their RTT;
+wall-clock requests given up at their deadline, with the time waited as their RTT and no
+server time, so they do not enter s_hat;
 superseded answers carry no generation, refused ones nothing: a dead server is the
 backoff's job), each RTT is moved to the GL in question by the server's own time per
 generated tick:
@@ -106,9 +107,11 @@ class RttEstimator:
         self._fit: tuple[float, float] | None = None
 
     def add(self, gen_len: int, rtt_ms: float, inference_ms: float, send_tick: int = 0) -> None:
-        """One answered request: its GL, its RTT, the server's reported time, when it was sent."""
+        """One answered request: its GL, its RTT, the server's reported time (NaN: the
+        client gave up at its deadline, no answer), when it was sent."""
         if math.isfinite(rtt_ms) and gen_len > 0:
-            self.samples.append((gen_len, float(rtt_ms), max(0.0, float(inference_ms))))
+            srv = max(0.0, float(inference_ms)) if math.isfinite(inference_ms) else math.nan
+            self.samples.append((gen_len, float(rtt_ms), srv))
             self.sent.append(send_tick)
             while self.horizon_ticks is not None and self.sent[0] < send_tick - self.horizon_ticks:
                 self.sent.popleft()
@@ -121,7 +124,10 @@ class RttEstimator:
     def _params(self) -> tuple[float, float]:
         if self._fit is None:
             gl, rtt, srv = (np.array(c, dtype=float) for c in zip(*self.samples))
-            per_tick = float(np.median(srv / gl))
+            # Given-up requests say nothing of the server's time per tick: counted as 0, a
+            # server too slow to answer made GL look free (issue 33).
+            answered = np.isfinite(srv)
+            per_tick = float(np.median(srv[answered] / gl[answered])) if answered.any() else 0.0
             self._fit = (float(np.quantile(rtt - per_tick * gl, self.quantile)), per_tick)
         return self._fit
 

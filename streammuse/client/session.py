@@ -250,7 +250,7 @@ class SongClient:
         self._finish(rec, recv_ms, math.nan)
         rec.status = "failed"
         if timed_out and self.adapter is not None:
-            self.adapter.add(rec.gen_len, rec.rtt_ms, 0.0, rec.send_tick)
+            self.adapter.add(rec.gen_len, rec.rtt_ms, math.nan, rec.send_tick)  # no server time: not in s_hat
         inf = self.inference
         if unknown_session:
             inf.need_context = True
