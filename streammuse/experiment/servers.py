@@ -27,7 +27,8 @@ def batch_timer(cfg: ReplayConfig, profile: LatencyProfile):
     def modelled(batch) -> float:
         # Seeded by the batch's own content, not by a replica-wide stream: a song replays
         # identically in one-song-at-a-time runs whatever ran before it (and on --resume).
-        first = min(batch.jobs, key=lambda j: j.session_id)
+        # Not by session id: its random half would make the draw, and the run, differ each time.
+        first = min(batch.jobs, key=lambda j: (j.session.settings.seed, j.request.request_tick))
         rng = np.random.default_rng((cfg.seed, first.session.settings.seed,
                                      first.request.request_tick, len(batch.jobs)))
         return model.sample_ms(rng, max(j.request.gen_len for j in batch.jobs), len(batch.jobs))
