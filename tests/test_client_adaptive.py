@@ -273,3 +273,34 @@ def test_a_shared_virtual_replica_replays_identically(tmp_path):
         runs.append(pd.read_parquet(path / "requests.parquet"))
     assert (runs[0].inference_ms > 0).sum() > 20 and runs[0].queue_ms.max() > 50.0  # batches of several songs queue
     pd.testing.assert_frame_equal(runs[0], runs[1])
+
+
+def _answers(adapter, pair, rtt_ms, compute_ms, first_tick=0, n=16):
+    interval, gen_len = pair
+    for k in range(n):
+        adapter.add(gen_len, rtt_ms + (k % 4), compute_ms, first_tick + k * interval)
+
+
+def test_a_shared_server_is_not_asked_for_more_than_it_has_room_for():
+    # Issue 33, as measured through the app (four sessions on one CPU replica, remote
+    # network): at (2, 5) an answer took 290 ms, 94 of them compute. The old rule moved
+    # to (1, 5) for fresher frames; at I = 1 every session meets the others in every
+    # batch, the compute grew to 240 ms, RTTs grew, and GL climbed to 16: the collapse.
+    shared = Adapter("x", 125.0)
+    _answers(shared, (2, 5), 290.0, 94.0)
+    choice = shared.decide(40, 2, 5)
+    new = choice or (2, 5)
+    assert new[0] >= 2, choice  # (1, 5) would fill 19 x 5 / 125 x 2 = 1.5 of the server
+    assert shared.utilisation(*new, 2) <= shared.settings.max_utilisation
+    # A fast server (the paper's GPU, 2 ms a tick) still gets the fresher pair.
+    fast = Adapter("y", 125.0)
+    _answers(fast, (2, 5), 200.0, 10.0)
+    assert fast.decide(40, 2, 5)[0] == 1
+
+
+def test_a_pair_that_overfills_the_server_is_left_at_once():
+    adapter = Adapter("x", 125.0)
+    _answers(adapter, (1, 5), 420.0, 240.0)  # 48 ms a tick at I = 1: rho 1.9
+    new = adapter.decide(40, 1, 5)
+    assert new is not None and adapter.switches[-1].reason == "load"
+    assert adapter.utilisation(*new, 1) <= adapter.settings.max_utilisation and new[1] / new[0] < 5

@@ -37,6 +37,26 @@ measured, not the profile's.
   planner's rule gives ISR_w away. A switch must gain ``min_gain``; one gaining less
   than ``urgent_gain`` also waits ``dwell_ticks`` since the last switch.
 
+**Load** (the ``isr_w`` rule). The paper's RTT model treats the server's time as a
+function of GL alone; on a server shared by several sessions it grows with what all of
+them ask, and a move that asks for more raises every session's RTT, which the estimate
+would read as a slower network and answer with a longer GL: a feedback loop that ran a
+shared replica into the ground (issue 33: ``replay --setting remote --adaptive``, every
+song from (2, 5) to (1, 16), ISR_w 0.15 where the fixed pair played 0.92). A pair's
+demand is d = GL / I, the frames the server computes per tick of the song, and it fills
+
+    rho(I, GL) = s_hat GL / I' tau x max(1, I / I')
+
+of the server's time, from the pair in use (I, GL): a session that asks twice as often
+meets the other sessions' requests in every batch instead of every other one (through
+the app, four sessions: 19 ms of compute per generated tick at I = 2, 48 at I = 1). A
+move to a pair of more demand than the one in use must keep rho <= ``max_utilisation``,
+and one to a shorter I also waits until ``min_samples`` answers were sent since the last
+switch (a move is never made on an estimate its own previous move inflated; a longer GL
+at the same I does not wait: a network burst needs its backup now); when the pair in use already fills
+more than that, the client moves at once to one that fits (reason ``load``). So the
+demand a session puts on a server can only grow into room the server has shown.
+
 Either way a quantile or distribution over a window reacts to two slow answers at once
 but needs most of a window of fast ones to forget them, so bursts do not make the pair
 flap.
@@ -75,6 +95,7 @@ class AdaptiveSettings:
     recovery_loss: float = 0.001  # isr_w rule: what a smaller pair may lose in the long view
     max_i: int = 8  # the search space of the re-plan
     max_gl: int = 16
+    max_utilisation: float = 0.9  # isr_w rule: the rho a move to more demand may reach (see Load)
 
     def to_dict(self) -> dict:
         """The manifest form."""
@@ -92,7 +113,7 @@ class Switch:
     new_interval: int
     new_gen_len: int
     rt95_ms: float  # f95_hat at the new GL when it was chosen
-    reason: str  # "infeasible" (up), "recovered" (down), "none-feasible"
+    reason: str  # "infeasible", "none-feasible" (equation3); "gain", "load" (isr_w); "recovered"
 
 
 class RttEstimator:
@@ -121,6 +142,10 @@ class RttEstimator:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def sent_since(self, tick: int) -> int:
+        """How many of the samples were sent at or after ``tick``."""
+        return sum(t >= tick for t in self.sent)
+
     def _params(self) -> tuple[float, float]:
         if self._fit is None:
             gl, rtt, srv = (np.array(c, dtype=float) for c in zip(*self.samples))
@@ -130,6 +155,11 @@ class RttEstimator:
             per_tick = float(np.median(srv[answered] / gl[answered])) if answered.any() else 0.0
             self._fit = (float(np.quantile(rtt - per_tick * gl, self.quantile)), per_tick)
         return self._fit
+
+    @property
+    def per_tick_ms(self) -> float:
+        """s_hat: the server's compute per generated tick (0 before any answer)."""
+        return self._params()[1]
 
     def f95_ms(self, gen_len: float) -> float:
         """f95_hat(GL) in ms (needs at least one sample)."""
@@ -247,31 +277,54 @@ class Adapter:
         on_time = np.searchsorted(ticks, np.arange(1, gen_len + 1), side="left") / (len(ticks) + 1)
         return expected_isr_w(on_time, interval, gen_len)
 
-    def choice(self, est: RttEstimator) -> tuple[tuple[int, int], dict]:
-        """The pair the ``isr_w`` rule wants under ``est``, and every pair's E[ISR_w]."""
-        key = ("choice", id(est))
+    def utilisation(self, interval: int, gen_len: int, from_interval: int) -> float:
+        """rho of the pair (``interval``, ``gen_len``) for a session now at
+        ``from_interval`` (module docstring, "Load")."""
+        rho = self.estimate.per_tick_ms * gen_len / (interval * self.tau_ms)
+        return rho * max(1.0, from_interval / interval)
+
+    def allowed(self, interval: int, gen_len: int) -> frozenset[tuple[int, int]]:
+        """The pairs the server has room for, seen from the pair in use (module
+        docstring, "Load"); none: the fewest requests (I = ``max_i``)."""
+        s = self.settings
+        now = gen_len / interval
+        full = self.utilisation(interval, gen_len, interval) > s.max_utilisation
+        fresh = self.estimate.sent_since(self.last_switch_tick) >= s.min_samples
+
+        def room(i: int, gl: int) -> bool:
+            fits = self.utilisation(i, gl, interval) <= s.max_utilisation
+            if gl / i <= now + 1e-9:
+                return fits or not full
+            return fits and (fresh or i >= interval)  # asking more often waits for fresh answers
+
+        pairs = [(i, gl) for gl in range(1, s.max_gl + 1) for i in range(1, min(s.max_i, gl) + 1)]
+        return frozenset(p for p in pairs if room(*p)) or frozenset((s.max_i, gl) for gl in range(s.max_i, s.max_gl + 1))
+
+    def choice(self, est: RttEstimator, allowed: frozenset[tuple[int, int]]) -> tuple[tuple[int, int], dict]:
+        """The pair the ``isr_w`` rule wants among ``allowed`` under ``est``, and their E[ISR_w]."""
+        key = ("choice", id(est), allowed)
         if key not in self._cache:
-            s = self.settings
-            scores = {(i, gl): self.expected(est, i, gl) for gl in range(1, s.max_gl + 1)
-                      for i in range(1, min(s.max_i, gl) + 1)}
+            scores = {p: self.expected(est, *p) for p in allowed}
             top = max(scores.values())
             # Pairs within min_gain of the best are as good: the smallest I, then GL (the
             # freshest, cheapest), not a long GL whose extra backup buys almost nothing.
-            self._cache[key] = min(p for p, v in scores.items() if v >= top - s.min_gain), scores
+            self._cache[key] = min(p for p, v in scores.items() if v >= top - self.settings.min_gain), scores
         return self._cache[key]
 
     def _isr_w(self, tick: int, interval: int, gen_len: int):
         s = self.settings
-        best, scores = self.choice(self.estimate)
-        current = scores.get((interval, gen_len))
-        gain = scores[best] - (current if current is not None else self.expected(self.estimate, interval, gen_len))
+        allowed = self.allowed(interval, gen_len)
+        best, scores = self.choice(self.estimate, allowed)
+        if (interval, gen_len) not in allowed:
+            return best, "load"  # at once: the pair in use fills more of the server than it has
+        gain = scores[best] - scores[(interval, gen_len)]
         if gain >= s.urgent_gain or (gain >= s.min_gain and self._settled(tick)):
             return best, "gain"
         if self._settled(tick) and best < (interval, gen_len):
             # Fresher or cheaper, and as good in the long view: it loses at most
             # recovery_loss there, where a burst that recurs still counts.
-            _, calm = self.choice(self.history)
-            floor = calm.get((interval, gen_len), 0.0) - s.recovery_loss
+            _, calm = self.choice(self.history, allowed)
+            floor = calm[(interval, gen_len)] - s.recovery_loss
             smaller = [p for p, v in calm.items() if p < (interval, gen_len) and v >= floor]
             if smaller:
                 return min(smaller), "recovered"
