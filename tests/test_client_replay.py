@@ -265,3 +265,17 @@ def test_report_says_which_server_time_each_table_used(tmp_path, engine):
     assert rows[0]["server_time"].startswith("modelled: profile remote (paper: paper section V-B")
     md = CliRunner().invoke(app, ["report", str(tmp_path), "--format", "markdown", "--no-nll", "--no-fmd"]).stdout
     assert "server time: modelled: profile remote (paper:" in md
+
+
+def test_a_markdown_report_holds_the_table_not_what_the_command_did(tmp_path, engine):
+    # Issue 32: "evaluated now (no metrics yet)" was pasted into the docs with the tables.
+    from typer.testing import CliRunner
+
+    from streammuse.cli.main import app
+
+    _run(_cfg(tmp_path, interval=2, gen_len=5), engine)
+    first = CliRunner().invoke(app, ["report", str(tmp_path), "--format", "markdown", "--no-nll", "--no-fmd"])
+    assert first.exit_code == 0, first.output
+    assert "evaluated now (no metrics yet)" in first.stderr and "evaluated now" not in first.stdout
+    again = CliRunner().invoke(app, ["report", str(tmp_path), "--format", "markdown", "--no-nll", "--no-fmd"])
+    assert again.stdout == first.stdout and "evaluated now" not in again.stderr

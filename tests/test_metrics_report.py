@@ -31,8 +31,9 @@ def runs(tmp_path):
 
 
 def invoke(*args):
+    """Exit code and stdout (what a user pipes into a file); on failure, all it printed."""
     result = runner.invoke(app, list(args))
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.output
 
 
 def test_evaluate_writes_metrics_and_report_prints_the_table(runs):
@@ -127,7 +128,7 @@ def test_report_finds_nested_runs_and_names_each(tmp_path, monkeypatch):
     for args in (paths, []):
         code, out = invoke("report", "--no-nll", "--no-fmd", "--format", "csv", *args)
         assert code == 0, out
-        rows = list(csv.DictReader(io.StringIO(out.split("\nnote:")[0])))
+        rows = list(csv.DictReader(io.StringIO(out)))
         names = {r["run_name"] for r in rows}
         assert names == {"main-a/2026-01-01-local-I2-GL5", "main-b/2026-01-01-local-I2-GL5",
                          "main-a/2026-01-01-offline-I1-GL1", "t3/deeper/2026-01-01-local-I1-GL3"}, names

@@ -96,14 +96,16 @@ def report(
     if format not in FORMATS:
         raise StreamMuseError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     folders = rp.run_folders(list(runs or []))
-    notes: list[str] = []
+    evaluated: list[str] = []  # what this command did: stderr, never in a table pasted into docs
     evaluate_one = _evaluator(no_nll, no_fmd, fmd_extractor, model)
     with _progress([f for f in folders if f.is_dir() and rp.needs_evaluation(f)], evaluate_one) as evaluate_one:
-        summaries = rp.summaries(folders, evaluate_one, notes)
+        summaries = rp.summaries(folders, evaluate_one, evaluated)
+    for line in evaluated:
+        typer.echo(f"note: {line}", err=True)
     rows = [rp.row_from_summary(s) for s in summaries]
     rp.describe_runs(rows, folders)
     tables = rp.group_rows(rows, rp.paper_rows() if paper else None)
-    notes += rp.notes_for(tables)
+    notes = rp.notes_for(tables)
     if format == "table":
         rp.render_rich(tables, Console(width=max(Console().width, 200)), notes)
     elif format == "markdown":
