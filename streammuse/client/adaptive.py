@@ -45,17 +45,18 @@ shared replica into the ground (issue 33: ``replay --setting remote --adaptive``
 song from (2, 5) to (1, 16), ISR_w 0.15 where the fixed pair played 0.92). A pair's
 demand is d = GL / I, the frames the server computes per tick of the song, and it fills
 
-    rho(I, GL) = s_hat GL / I' tau x max(1, I / I')
+    rho(I', GL') = s_hat GL' / (I' tau) x max(1, I / I')
 
-of the server's time, from the pair in use (I, GL): a session that asks twice as often
-meets the other sessions' requests in every batch instead of every other one (through
+of the server's time, seen from the pair in use (I, GL): a session that asks twice as
+often meets the other sessions' requests in every batch instead of every other one (through
 the app, four sessions: 19 ms of compute per generated tick at I = 2, 48 at I = 1). A
-move to a pair of more demand than the one in use must keep rho <= ``max_utilisation``,
-and one to a shorter I also waits until ``min_samples`` answers were sent since the last
-switch (a move is never made on an estimate its own previous move inflated; a longer GL
-at the same I does not wait: a network burst needs its backup now); when the pair in use already fills
-more than that, the client moves at once to one that fits (reason ``load``). So the
-demand a session puts on a server can only grow into room the server has shown.
+move to a pair of more demand, or to a shorter I whatever its demand, must keep rho <=
+``max_utilisation``, and one to a shorter I also waits until ``min_samples`` answers were
+sent since the last switch (a move is never made on an estimate its own previous move
+inflated; a longer GL at the same I does not wait: a network burst needs its backup
+now); when the pair in use already fills more than that, the client moves at once to
+one that fits (reason ``load``). So the demand a session puts on a server can only grow
+into room the server has shown.
 
 Either way a quantile or distribution over a window reacts to two slow answers at once
 but needs most of a window of fast ones to forget them, so bursts do not make the pair
@@ -293,7 +294,7 @@ class Adapter:
 
         def room(i: int, gl: int) -> bool:
             fits = self.utilisation(i, gl, interval) <= s.max_utilisation
-            if gl / i <= now + 1e-9:
+            if i >= interval and gl / i <= now + 1e-9:  # asks no more, no more often
                 return fits or not full
             return fits and (fresh or i >= interval)  # asking more often waits for fresh answers
 
